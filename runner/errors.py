@@ -1,0 +1,134 @@
+"""The one exception tree of the runner.
+
+Every error a user can see is a ``RunnerError``; messages say what failed, where, which value and
+what is allowed::
+
+    RunnerError
+    ├── SpecError                 the request (or a CreateModel request) is invalid; lists every problem
+    ├── ModelError                the model cannot be found, fetched or extracted
+    ├── StorageError              S3 / file:// access (botocore errors are translated in storage/s3.py only)
+    │   ├── ObjectNotFoundError
+    │   ├── AccessDeniedError
+    │   └── TransientStorageError retried by botocore and still failing
+    ├── RecordFormatError         an object cannot be split into records (uri, record index, byte offset)
+    ├── HandlerError              a user hook raised (hook, uri, payload index, original traceback)
+    │   └── HandlerContractError  a hook breaks the toolkit's contract (arity, transform_fn + input_fn, ...)
+    ├── ContainerError            a serving container misbehaved
+    ├── WorkerStartupError        workers could not be placed or started (names the setting to change)
+    └── JobError                  job-store conflicts: duplicate name (ResourceInUse), unknown job
+        ├── ResourceInUseError
+        └── ResourceNotFoundError
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RunnerError(Exception):
+    """Base of every error the runner raises on purpose."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the extra attributes (uri, hook, ...) when the error crosses a Ray process boundary.
+        return (type(self), self.args, self.__dict__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: the field path (AWS camelCase, e.g. ``transformInput.splitType``),
+    the value given, and what is allowed."""
+
+    path: str
+    value: object
+    constraint: str
+
+    def __str__(self) -> str:
+        return f"Value {self.value!r} at '{self.path}' failed to satisfy constraint: {self.constraint}"
+
+
+class SpecError(RunnerError):
+    """The request is invalid. ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        noun = "error" if n == 1 else "errors"
+        super().__init__(f"{n} validation {noun} detected: " + "; ".join(str(p) for p in self.problems))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.problems,))
+
+
+class ModelError(RunnerError):
+    """The model named by the job cannot be resolved, fetched or extracted."""
+
+
+class StorageError(RunnerError):
+    """Reading or writing an object failed. ``uri`` names the object or prefix."""
+
+    def __init__(self, message: str, uri: str = "") -> None:
+        self.uri = uri
+        super().__init__(message)
+
+
+class ObjectNotFoundError(StorageError):
+    """The bucket or object does not exist."""
+
+
+class AccessDeniedError(StorageError):
+    """The credentials may not read or write the object."""
+
+
+class TransientStorageError(StorageError):
+    """A throttling / 5xx / connection failure that outlived botocore's retries."""
+
+
+class RecordFormatError(RunnerError):
+    """An object cannot be split into records or a record does not fit the payload limit."""
+
+    def __init__(self, message: str, uri: str = "", record_index: int = -1, byte_offset: int = -1) -> None:
+        self.uri = uri
+        self.record_index = record_index
+        self.byte_offset = byte_offset
+        super().__init__(message)
+
+
+class HandlerError(RunnerError):
+    """A user hook raised. Carries the hook name, object and payload index, and the traceback text."""
+
+    def __init__(
+        self, message: str, hook: str = "", uri: str = "", payload_index: int = -1, traceback_text: str = ""
+    ) -> None:
+        self.hook = hook
+        self.uri = uri
+        self.payload_index = payload_index
+        self.traceback_text = traceback_text
+        super().__init__(message)
+
+
+class HandlerContractError(HandlerError):
+    """A hook breaks the inference toolkit's contract (wrong arity, transform_fn with input_fn, ...)."""
+
+
+class UnsupportedFormatError(HandlerError):
+    """The default codecs cannot decode/encode the content type (HTTP 415 in the toolkit)."""
+
+
+class ContainerError(RunnerError):
+    """A serving container failed its health check or answered an invocation with an error."""
+
+
+class WorkerStartupError(RunnerError):
+    """Workers cannot be placed or did not become ready. The message names the setting to change."""
+
+
+class JobError(RunnerError):
+    """A job-store request cannot be served."""
+
+
+class ResourceInUseError(JobError):
+    """A job with this name already exists (SageMaker's ResourceInUse)."""
+
+
+class ResourceNotFoundError(JobError):
+    """No job or model with this name exists."""
