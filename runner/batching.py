@@ -1,0 +1,146 @@
+"""Pack one object's records into payloads (mini-batches), exactly as SageMaker does.
+
+CONTRACT 4.3: the limit is MaxPayloadInMB x 1,048,576 bytes; MultiRecord is greedy in input order
+(append while size + next <= limit); SingleRecord sends one record per payload; a payload never
+spans objects; a record larger than the limit fails the object. Input arrives as a stream of byte
+chunks, so memory is bounded by the limit plus one chunk, never by the object's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from runner.errors import RecordFormatError
+from runner.spec import BatchStrategy
+from runner.splitters import Splitter
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One request body. ``first_record`` and ``byte_offset`` locate it in the (decompressed) object."""
+
+    index: int
+    data: bytes
+    first_record: int
+    record_count: int
+    byte_offset: int
+
+
+def oversize_message(name: str, record: int, offset: int, size: int | str, limit_mb: int) -> str:
+    return (
+        f"{name}: record {record} at byte {offset} is {size} bytes, larger than "
+        f"MaxPayloadInMB={limit_mb} ({limit_mb * MIB} bytes); raise MaxPayloadInMB (at most 100) "
+        "or split the record"
+    )
+
+
+class _Buffer:
+    """The unconsumed stream: ``data[pos:]`` starts at absolute byte ``offset`` of the object."""
+
+    # Consumed bytes are dropped only when they are the bigger part, so dropping stays amortised O(1).
+    COMPACT_MIN_BYTES = 1 << 20
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self.data = bytearray()
+        self.pos = 0
+        self.offset = 0
+        self.eof = False
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def fill(self) -> bool:
+        """Read one more chunk; False at end of stream."""
+        if self.pos >= self.COMPACT_MIN_BYTES and self.pos * 2 >= len(self.data):
+            del self.data[: self.pos]
+            self.pos = 0
+        for chunk in self._chunks:
+            if chunk:
+                self.data += chunk
+                return True
+        self.eof = True
+        return False
+
+    def consume(self, end: int) -> None:
+        self.offset += end - self.pos
+        self.pos = end
+
+
+def pack_whole(chunks: Iterable[bytes], limit: int | None, name: str, limit_mb: int) -> Iterator[Payload]:
+    """SplitType None: the whole object is one payload (an empty object is one empty request)."""
+    buf = _Buffer(chunks)
+    while buf.fill():
+        if limit is not None and buf.remaining > limit:
+            raise RecordFormatError(
+                f"{name}: the object is larger than MaxPayloadInMB={limit_mb} ({limit} bytes) and "
+                "SplitType is None, so it must fit one request; set SplitType to split it into records "
+                "or raise MaxPayloadInMB",
+                uri=name,
+                record_index=0,
+                byte_offset=0,
+            )
+    yield Payload(0, bytes(buf.data), 0, 1, 0)
+
+
+def pack(
+    chunks: Iterable[bytes],
+    splitter: Splitter,
+    strategy: BatchStrategy,
+    limit: int | None,
+    name: str,
+    limit_mb: int,
+) -> Iterator[Payload]:
+    """Payloads of one object, in order. ``limit`` None means no cap (MaxPayloadInMB 0)."""
+    buf = _Buffer(chunks)
+    index = 0
+    record = 0
+    single = strategy is BatchStrategy.SINGLE_RECORD
+    while True:
+        if buf.remaining == 0 and (buf.eof or not buf.fill()):
+            return
+        start = buf.pos
+        end: int | None
+        if single:
+            end = splitter.record_end(buf.data, start, buf.eof)
+            too_big = limit is not None and (end - start if end is not None else buf.remaining) > limit
+        elif limit is None:
+            end = len(buf.data) if buf.eof else None
+            too_big = False
+        else:
+            end = splitter.greedy_end(buf.data, start, limit, buf.eof)
+            too_big = end == start
+        if too_big:
+            _raise_oversize(buf, splitter, name, record, limit_mb)
+        if end is None:
+            buf.fill()
+            continue
+        count = splitter.record_count(buf.data, start, end)
+        offset = buf.offset
+        data = splitter.record_data(buf.data, start, end) if single else bytes(buf.data[start:end])
+        buf.consume(end)
+        yield Payload(index, data, record, count, offset)
+        index += 1
+        record += count
+
+
+def _raise_oversize(buf: _Buffer, splitter: Splitter, name: str, record: int, limit_mb: int) -> None:
+    """Find the oversize record's full size (reading on if needed) and fail with it."""
+    while True:
+        end = splitter.record_end(buf.data, buf.pos, buf.eof)
+        if end is not None:
+            size: int | str = end - buf.pos
+            break
+        if not buf.fill():
+            size = buf.remaining
+            break
+    raise RecordFormatError(
+        oversize_message(name, record, buf.offset, size, limit_mb),
+        uri=name,
+        record_index=record,
+        byte_offset=buf.offset,
+    )

@@ -1,0 +1,75 @@
+"""Record framings, one module each, in a registry keyed by SplitType.
+
+A splitter only finds record boundaries in a byte buffer; packing records into payloads is
+``runner.batching``'s job. Splitters are pure (no I/O) so they can be tested on plain bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from runner.errors import SpecError
+from runner.spec import SplitType
+
+
+class Splitter(Protocol):
+    """Finds records in a growing buffer that holds the object's bytes from some offset on."""
+
+    def record_end(self, buf: bytes | bytearray, start: int, eof: bool) -> int | None:
+        """End (exclusive) of the record that starts at ``start``; None when more bytes are needed.
+
+        Raises RecordFormatError (without uri; the caller adds it) for a malformed frame.
+        """
+        ...
+
+    def greedy_end(self, buf: bytes | bytearray, start: int, limit: int, eof: bool) -> int | None:
+        """End of the longest run of whole records from ``start`` that fits in ``limit`` bytes.
+
+        ``start`` means the first record alone is larger than ``limit``; None means more bytes are
+        needed to decide. A fast path for MultiRecord packing; ``greedy_end_by_records`` is generic.
+        """
+        ...
+
+    def record_count(self, buf: bytes | bytearray, start: int, end: int) -> int:
+        """How many records lie in ``buf[start:end]``, which holds whole records only."""
+        ...
+
+    def record_data(self, buf: bytes | bytearray, start: int, end: int) -> bytes:
+        """The bytes one record contributes to a SingleRecord payload."""
+        ...
+
+
+def greedy_end_by_records(
+    splitter: Splitter, buf: bytes | bytearray, start: int, limit: int, eof: bool
+) -> int | None:
+    """MultiRecord's greedy rule, one record at a time: append while size + next <= limit."""
+    end = start
+    while True:
+        nxt = splitter.record_end(buf, end, eof)
+        if nxt is None:
+            # Exhausted at EOF (done), or the window is full, or more bytes are needed to decide.
+            return end if eof or len(buf) - start > limit else None
+        if nxt - start > limit:
+            return end
+        end = nxt
+
+
+def splitter_for(split_type: SplitType) -> Splitter:
+    """The splitter for a SplitType other than None (None sends whole objects and needs no splitter)."""
+    from runner.splitters.line import LineSplitter
+
+    registry: dict[SplitType, Splitter] = {SplitType.LINE: LineSplitter()}
+    try:
+        return registry[split_type]
+    except KeyError:
+        from runner.errors import Problem
+
+        raise SpecError(
+            [
+                Problem(
+                    "transformInput.splitType",
+                    str(split_type),
+                    f"Member must be one of the split types this runner supports: {sorted(registry)}",
+                )
+            ]
+        ) from None
