@@ -1,0 +1,207 @@
+"""The model a job runs: the CreateModel request, its artifacts on local disk, and its environment.
+
+Artifacts (ModelDataUrl: an ``s3://`` tarball or prefix, or a local folder / tarball) are fetched and
+extracted once per node into a cache keyed by URL and ETag; concurrent workers on one node wait on
+a file lock instead of extracting twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from runner.errors import ModelError, Problem, RunnerError, SpecError
+from runner.spec import TransformJobSpec, validate_request
+from runner.storage import storage_for
+
+TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A CreateModel request, reduced to what a job needs."""
+
+    name: str
+    image: str | None
+    model_data_url: str | None
+    environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    request: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_create_model(request: Mapping[str, Any]) -> ModelSpec:
+    """Validate against botocore's CreateModel shape plus the rules Batch Transform adds."""
+    problems = [p for p in validate_request("CreateModel", request) if not _local_artifact_problem(p)]
+    containers = list(request.get("Containers") or [])
+    primary = request.get("PrimaryContainer")
+    if primary is None and not containers and not problems:
+        problems.append(Problem("primaryContainer", None, "Member must not be null (or give Containers)"))
+    if len(containers) > 1:
+        problems.append(
+            Problem("containers", f"{len(containers)} containers", "at most 1 container is supported by this runner")
+        )
+    container: Mapping[str, Any] = primary or (containers[0] if containers else {})
+    if "ModelDataSource" in container:
+        problems.append(
+            Problem(
+                "primaryContainer.modelDataSource",
+                "…",
+                "SageMaker Batch currently doesn't support Model entity with container definitions which use "
+                "ModelDataSource attribute",
+            )
+        )
+    if container.get("Mode", "SingleModel") != "SingleModel":
+        problems.append(Problem("primaryContainer.mode", container.get("Mode"), "only SingleModel is supported"))
+    if problems:
+        raise SpecError(problems)
+    return ModelSpec(
+        name=str(request["ModelName"]),
+        image=container.get("Image"),
+        model_data_url=container.get("ModelDataUrl"),
+        environment=MappingProxyType(dict(container.get("Environment") or {})),
+        request=dict(request),
+    )
+
+
+def _local_artifact_problem(problem: Problem) -> bool:
+    """A local folder / tarball / file:// ModelDataUrl is the runner's extension for the embedded mode;
+    the pattern (``s3://`` or ``https://``) applies to everything else."""
+    return (
+        problem.path.endswith(".modelDataUrl")
+        and "regular expression" in problem.constraint
+        and isinstance(problem.value, str)
+        and _scheme(problem.value) == "file"
+    )
+
+
+def job_environment(model: ModelSpec, job: TransformJobSpec) -> dict[str, str]:
+    """Variables the model sees: model Environment, then platform variables, then job Environment.
+
+    Platform variables other than SAGEMAKER_BATCH are set only where the request set the field
+    (CODE: "If the user doesn't set values for them, they aren't passed").
+    """
+    env = dict(model.environment)
+    env["SAGEMAKER_BATCH"] = "true"
+    if job.max_payload_mb is not None:
+        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(job.max_payload_mb)
+    if job.batch_strategy is not None:
+        env["SAGEMAKER_BATCH_STRATEGY"] = "SINGLE_RECORD" if job.batch_strategy == "SingleRecord" else "MULTI_RECORD"
+    if job.max_concurrent_transforms is not None:
+        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(job.max_concurrent_transforms)
+    env.update(job.environment)
+    return env
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
+
+
+def ensure_model_dir(url: str | None, cache_dir: Path) -> Path:
+    """A local folder holding the model's artifacts (SageMaker's /opt/ml/model)."""
+    if not url:
+        empty = cache_dir / "empty-model"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty
+    try:
+        if _scheme(url) == "file":
+            path = _local_path(url)
+            if path.is_dir():
+                return path
+            if not path.is_file():
+                raise ModelError(f"ModelDataUrl {url}: no such file or folder")
+            stat = path.stat()
+            return _cached(cache_dir, f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}", lambda d: _extract(path, d, url))
+        return _fetch_remote(url, cache_dir)
+    except RunnerError as e:
+        if isinstance(e, ModelError):
+            raise
+        raise ModelError(f"ModelDataUrl {url}: {e}") from e
+
+
+def _fetch_remote(url: str, cache_dir: Path) -> Path:
+    storage = storage_for(url)
+    if url.endswith(TARBALL_SUFFIXES):
+        info = storage.head(url)
+
+        def fill(target: Path) -> None:
+            with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tar.gz") as tmp:
+                for chunk in storage.iter_chunks(url):
+                    tmp.write(chunk)
+                tmp.flush()
+                _extract(Path(tmp.name), target, url)
+
+        return _cached(cache_dir, f"{url}|{info.etag}", fill)
+    objects = list(storage.list_objects(url))
+    if not objects:
+        raise ModelError(f"ModelDataUrl {url}: no object or prefix with that name")
+    base = url.rstrip("/") + "/"
+
+    def fill_prefix(target: Path) -> None:
+        for obj in objects:
+            rel = obj.uri[len(base) :] if obj.uri.startswith(base) else obj.uri.rsplit("/", 1)[-1]
+            dest = (target / rel).resolve()
+            if not dest.is_relative_to(target.resolve()):
+                raise ModelError(f"ModelDataUrl {url}: object {obj.uri} would land outside the model folder")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "wb") as f:
+                for chunk in storage.iter_chunks(obj.uri):
+                    f.write(chunk)
+
+    return _cached(cache_dir, url + "|" + ",".join(sorted(o.etag for o in objects)), fill_prefix)
+
+
+def _cached(cache_dir: Path, key: str, fill: Any) -> Path:
+    """Run ``fill(folder)`` once per node for ``key``; later callers get the finished folder."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    final = cache_dir / digest
+    with open(cache_dir / f"{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_dir():
+            return final
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f"{digest}.tmp-"))
+        try:
+            fill(tmp)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+def _unsafe(member: tarfile.TarInfo) -> str | None:
+    """Why a member may not be extracted: it would land outside the model folder, or is a link."""
+    parts = Path(member.name).parts
+    if member.name.startswith("/") or ".." in parts:
+        return "its path leaves the model folder"
+    if member.issym() or member.islnk():
+        return "links are not allowed in model archives"
+    if not (member.isfile() or member.isdir()):
+        return "only files and folders are allowed in model archives"
+    return None
+
+
+def _extract(tarball: Path, target: Path, url: str) -> None:
+    try:
+        with tarfile.open(tarball) as tar:
+            for member in tar.getmembers():
+                reason = _unsafe(member)
+                if reason:
+                    raise ModelError(
+                        f"ModelDataUrl {url}: cannot extract the model archive: member {member.name!r}: {reason}"
+                    )
+            tar.extractall(target, filter="data")  # belt and braces: the stdlib's own safety filter
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ModelError(f"ModelDataUrl {url}: cannot extract the model archive: {e}") from e

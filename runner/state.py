@@ -1,0 +1,224 @@
+"""Job lifecycle and the job store.
+
+A ``JobRecord`` is the DescribeTransformJob shape plus the runner's own counters (under ``x-runner``,
+outside AWS's shape). Records and models live in one SQLite file shared by the CLI and the server.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ResourceInUseError, ResourceNotFoundError
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"
+
+
+class TransformJobStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+    def is_terminal(self) -> bool:
+        return self in (TransformJobStatus.COMPLETED, TransformJobStatus.FAILED, TransformJobStatus.STOPPED)
+
+
+def job_arn(name: str, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT) -> str:
+    return f"arn:aws:sagemaker:{region}:{account}:transform-job/{name}"
+
+
+def model_arn(name: str, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT) -> str:
+    return f"arn:aws:sagemaker:{region}:{account}:model/{name}"
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One transform job. Times are epoch seconds (AWS JSON 1.1 sends timestamps that way)."""
+
+    name: str
+    arn: str
+    status: TransformJobStatus
+    request: Mapping[str, Any]
+    creation_time: float
+    last_modified_time: float
+    transform_start_time: float | None = None
+    transform_end_time: float | None = None
+    failure_reason: str | None = None
+    # MaxConcurrentTransforms / MaxPayloadInMB / BatchStrategy as the job resolved them.
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    counters: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self, epoch_times: bool = True) -> dict[str, Any]:
+        """The DescribeTransformJob response; ``epoch_times=False`` gives ISO 8601 strings for people."""
+        t = (lambda v: v) if epoch_times else _iso
+        out: dict[str, Any] = {
+            "TransformJobName": self.name,
+            "TransformJobArn": self.arn,
+            "TransformJobStatus": str(self.status),
+        }
+        if self.failure_reason:
+            out["FailureReason"] = self.failure_reason[:1024]
+        for key in (
+            "ModelName",
+            "MaxConcurrentTransforms",
+            "ModelClientConfig",
+            "MaxPayloadInMB",
+            "BatchStrategy",
+            "Environment",
+            "TransformInput",
+            "TransformOutput",
+            "DataCaptureConfig",
+            "TransformResources",
+            "DataProcessing",
+            "ExperimentConfig",
+        ):
+            if key in self.resolved:
+                out[key] = self.resolved[key]
+            elif key in self.request:
+                out[key] = self.request[key]
+        out["CreationTime"] = t(self.creation_time)
+        if self.transform_start_time is not None:
+            out["TransformStartTime"] = t(self.transform_start_time)
+        if self.transform_end_time is not None:
+            out["TransformEndTime"] = t(self.transform_end_time)
+        if self.counters:
+            out["x-runner"] = dict(self.counters)
+        return out
+
+    def summary(self, epoch_times: bool = True) -> dict[str, Any]:
+        """One ListTransformJobs entry."""
+        t = (lambda v: v) if epoch_times else _iso
+        out: dict[str, Any] = {
+            "TransformJobName": self.name,
+            "TransformJobArn": self.arn,
+            "CreationTime": t(self.creation_time),
+            "LastModifiedTime": t(self.last_modified_time),
+            "TransformJobStatus": str(self.status),
+        }
+        if self.transform_end_time is not None:
+            out["TransformEndTime"] = t(self.transform_end_time)
+        if self.failure_reason:
+            out["FailureReason"] = self.failure_reason[:1024]
+        return out
+
+
+def in_use_message(arn: str) -> str:
+    return (
+        "Transform job names must be unique within an AWS account and region, and a transform job with "
+        f"this name already exists ({arn})"
+    )
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    name_key TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,
+    creation_time REAL NOT NULL, last_modified_time REAL NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    name_key TEXT PRIMARY KEY, name TEXT NOT NULL, creation_time REAL NOT NULL, request TEXT NOT NULL);
+"""
+
+
+class JobStore:
+    """SQLite-backed; safe to use from several processes (each call opens its own connection)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    # Names compare case-insensitively, as SageMaker's do (CONTRACT 2).
+    def create_job(self, record: JobRecord) -> None:
+        with self._db() as db:
+            row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (record.name.lower(),)).fetchone()
+            if row is not None:
+                raise ResourceInUseError(in_use_message(json.loads(row[0])["arn"]))
+            db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.name.lower(),
+                    record.name,
+                    str(record.status),
+                    record.creation_time,
+                    record.last_modified_time,
+                    _dump(record),
+                ),
+            )
+
+    def get_job(self, name: str) -> JobRecord:
+        with self._db() as db:
+            row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(f"Requested resource not found. (no transform job named {name!r})")
+        return _load(row[0])
+
+    def update_job(self, name: str, **changes: Any) -> JobRecord:
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                raise ResourceNotFoundError(f"Requested resource not found. (no transform job named {name!r})")
+            record = replace(_load(row[0]), last_modified_time=time.time(), **changes)
+            db.execute(
+                "UPDATE jobs SET status = ?, last_modified_time = ?, record = ? WHERE name_key = ?",
+                (str(record.status), record.last_modified_time, _dump(record), name.lower()),
+            )
+            db.execute("COMMIT")
+        return record
+
+    def list_jobs(self) -> list[JobRecord]:
+        with self._db() as db:
+            rows = db.execute("SELECT record FROM jobs ORDER BY creation_time DESC").fetchall()
+        return [_load(r[0]) for r in rows]
+
+    def put_model(self, name: str, request: Mapping[str, Any]) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
+                (name.lower(), name, time.time(), json.dumps(request)),
+            )
+
+    def get_model(self, name: str) -> dict[str, Any] | None:
+        with self._db() as db:
+            row = db.execute("SELECT request FROM models WHERE name_key = ?", (name.lower(),)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+
+def _dump(record: JobRecord) -> str:
+    d = {k: getattr(record, k) for k in record.__dataclass_fields__}
+    d["status"] = str(record.status)
+    d["request"] = dict(record.request)
+    d["resolved"] = dict(record.resolved)
+    d["counters"] = dict(record.counters)
+    return json.dumps(d)
+
+
+def _load(text: str) -> JobRecord:
+    d = json.loads(text)
+    d["status"] = TransformJobStatus(d["status"])
+    return JobRecord(**d)
