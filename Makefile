@@ -1,0 +1,44 @@
+# The whole setup on a fresh machine: `make demo` (install + a real job on the embedded S3), `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BT := $(VENV)/bin/batch-transform
+DEMO := .demo
+PYTEST_ARGS ?=
+
+.PHONY: venv demo demo-stop test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,bench,dev]"
+	touch $@
+
+demo: venv
+	$(PY) models/mlp-onnx/build.py --out-dir $(DEMO)/model --sample-rows 20000 --sample-out $(DEMO)/data/sample.csv
+	$(BT) --home $(DEMO) s3 start > $(DEMO)/s3.env
+	. $(DEMO)/s3.env && \
+	  $(BT) --home $(DEMO) s3 put $(DEMO)/model/model.tar.gz s3://demo-models/mlp-onnx/model.tar.gz && \
+	  $(BT) --home $(DEMO) s3 put $(DEMO)/data/ s3://demo-input/mlp-onnx/ && \
+	  $(BT) --home $(DEMO) s3 mb s3://demo-output && \
+	  $(BT) --home $(DEMO) run models/mlp-onnx/job.json --model models/mlp-onnx/model.json \
+	      --job-name mlp-onnx-demo-$$(date +%Y%m%d-%H%M%S) && \
+	  $(BT) --home $(DEMO) s3 head s3://demo-output/mlp-onnx/sample.csv.out
+	@echo "The embedded S3 keeps running: 'eval \$$(cat $(DEMO)/s3.env)' to use it, 'make demo-stop' to stop it."
+
+demo-stop: venv
+	$(BT) --home $(DEMO) s3 stop
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: venv
+	$(PY) -m pytest benchmarks -q --benchmark-json=benchmarks/last-run.json
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,315 @@
+"""``batch-transform``: run | validate | describe | list | s3.
+
+Exit codes: 0 success (job Completed), 1 job Failed, 2 invalid request or usage, 3 other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from runner.config import RunnerConfig, data_home
+from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
+from runner.state import JobStore, TransformJobStatus
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+# soft_wrap: long lines (URIs, failure reasons) stay whole in logs and pipes.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _load_json(path: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"error: {what} file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"error: {what} file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"error: {what} file {path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _config(args: argparse.Namespace) -> RunnerConfig:
+    return RunnerConfig(
+        ray_address=getattr(args, "ray_address", None),
+        home=Path(args.home) if getattr(args, "home", None) else None,
+        workers_per_instance=getattr(args, "workers_per_instance", None),
+        worker_ready_timeout_s=getattr(args, "worker_ready_timeout", None) or RunnerConfig.worker_ready_timeout_s,
+    )
+
+
+class ProgressView:
+    """A live bar on a terminal, plain lines otherwise (CI logs, pipes)."""
+
+    def __init__(self, total: int | None = None) -> None:
+        self.start = time.monotonic()
+        self.live = err.is_terminal
+        self._last_line = 0.0
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def update(self, c: Mapping[str, Any]) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = c.get("records", 0) / elapsed
+        mb = c.get("bytes_in", 0) / 1e6
+        text = (
+            f"records {c.get('records', 0):,} · {mb:,.1f} MB in · {rate:,.0f} records/s · "
+            f"{c.get('objects_failed', 0)} failed"
+        )
+        if self.live:
+            if self._bar is None:
+                self._bar = Progress(
+                    TextColumn("objects"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.description}"),
+                    TimeElapsedColumn(),
+                    console=err,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task(text, total=c.get("objects_total"))
+            self._bar.update(self._task, completed=c.get("objects_done", 0) + c.get("objects_failed", 0), description=text)
+        elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+            self._last_line = time.monotonic()
+            done = c.get("objects_done", 0) + c.get("objects_failed", 0)
+            err.print(f"[{elapsed:6.1f}s] objects {done}/{c.get('objects_total', '?')} · {text}", highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.job import run_job  # imports Ray: only for the commands that run jobs
+
+    request = _load_json(args.job, "job")
+    if args.job_name:
+        request["TransformJobName"] = args.job_name
+    model_request = _load_json(args.model, "model") if args.model else None
+    view = ProgressView()
+    t0 = time.monotonic()
+    try:
+        record = run_job(
+            request,
+            _config(args),
+            model_request=model_request,
+            on_progress=None if args.no_progress else view.update,
+            on_note=lambda m: err.print(f"note: {m}", highlight=False),
+        )
+    finally:
+        view.close()
+    elapsed = time.monotonic() - t0
+    d = record.describe(epoch_times=False)
+    counters = d.get("x-runner", {})
+    output_path = request["TransformOutput"]["S3OutputPath"]
+    out.print(f"Transform job {record.name}: {record.status}", highlight=False)
+    if record.status is TransformJobStatus.COMPLETED:
+        out.print(f"Output: {output_path.rstrip('/')}/<input key>.out", highlight=False)
+    if record.failure_reason:
+        out.print(f"FailureReason: {record.failure_reason}", highlight=False)
+    if record.transform_start_time and record.transform_end_time:
+        busy = record.transform_end_time - record.transform_start_time
+        out.print(
+            f"Time: {elapsed:.1f}s in all, {busy:.1f}s from workers ready to the last output; "
+            f"{counters.get('records', 0):,} records, {counters.get('bytes_in', 0) / 1e6:,.1f} MB in, "
+            f"{counters.get('objects_done', 0)} of {counters.get('objects_total', 0)} objects written",
+            highlight=False,
+        )
+    return EXIT_OK if record.status is TransformJobStatus.COMPLETED else EXIT_FAILED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.model import parse_create_model
+    from runner.spec import parse_transform_job
+
+    problems = []
+    try:
+        parse_transform_job(_load_json(args.job, "job"))
+    except SpecError as e:
+        problems += [f"{args.job}: {p}" for p in e.problems]
+    if args.model:
+        try:
+            parse_create_model(_load_json(args.model, "model"))
+        except SpecError as e:
+            problems += [f"{args.model}: {p}" for p in e.problems]
+    for p in problems:
+        out.print(p, highlight=False, markup=False)
+    if problems:
+        return EXIT_INVALID
+    out.print("valid")
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    record = JobStore(_config(args).store_path).get_job(args.name)
+    out.print_json(json.dumps(record.describe(epoch_times=False)))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    records = JobStore(_config(args).store_path).list_jobs()
+    if args.json:
+        out.print_json(json.dumps({"TransformJobSummaries": [r.summary(epoch_times=False) for r in records]}))
+        return EXIT_OK
+    table = Table("TransformJobName", "TransformJobStatus", "CreationTime", "FailureReason")
+    for r in records:
+        s = r.summary(epoch_times=False)
+        table.add_row(r.name, str(r.status), s["CreationTime"], (r.failure_reason or "")[:80])
+    out.print(table)
+    return EXIT_OK
+
+
+def cmd_s3(args: argparse.Namespace) -> int:
+    from runner.storage.embedded import EmbeddedS3
+
+    data_dir = Path(args.data_dir) if args.data_dir else data_home() / "s3"
+    server = EmbeddedS3(data_dir)
+    if args.s3_command == "start":
+        info = server.start(port=args.port)
+        err.print(f"embedded S3 (SeaweedFS) on {info.endpoint}, data in {data_dir}", highlight=False)
+        _print_exports(info.env)
+    elif args.s3_command == "env":
+        _print_exports(server.env())
+    elif args.s3_command == "stop":
+        server.stop()
+        err.print("embedded S3 stopped")
+    elif args.s3_command == "put":
+        return _s3_put(args.source, args.dest)
+    elif args.s3_command == "mb":
+        from runner.storage import storage_for
+
+        storage_for(args.uri).ensure_bucket(args.uri)
+    elif args.s3_command == "head":
+        return _s3_head(args.uri, args.lines)
+    return EXIT_OK
+
+
+def _s3_head(uri: str, lines: int) -> int:
+    """Print an object's first lines (the demo shows its output this way)."""
+    from runner.storage import storage_for
+
+    err.print(f"first {lines} lines of {uri}:", highlight=False)
+    buf = b""
+    for chunk in storage_for(uri).iter_chunks(uri, chunk_size=64 * 1024):
+        buf += chunk
+        if buf.count(b"\n") >= lines:
+            break
+    text = b"\n".join(buf.split(b"\n")[:lines]).decode("utf-8", errors="replace")
+    print(text, flush=True)
+    return EXIT_OK
+
+
+def _print_exports(env: Mapping[str, str]) -> None:
+    # For `eval "$(batch-transform s3 env)"`; printed on stdout only, never logged.
+    for k, v in env.items():
+        print(f"export {k}={v}")
+
+
+def _s3_put(source: str, dest: str) -> int:
+    from runner.storage import storage_for
+
+    src = Path(source)
+    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
+    storage = storage_for(dest)
+    storage.ensure_bucket(dest)
+    for f in files:
+        target = dest.rstrip("/") + "/" + (f.relative_to(src).as_posix() if src.is_dir() else f.name)
+        if not src.is_dir() and not dest.endswith("/"):
+            target = dest
+        with storage.open_writer(target) as w:
+            with open(f, "rb") as fh:
+                while chunk := fh.read(8 * 1024 * 1024):
+                    w.write(chunk)
+            w.commit()
+        err.print(f"uploaded {f} -> {target}", highlight=False)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="batch-transform", description=__doc__)
+    p.add_argument("--home", help="where jobs, models and caches are kept (default: $BATCH_TRANSFORM_HOME)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a CreateTransformJob request to its end")
+    run.add_argument("job", help="CreateTransformJob request (JSON, as passed to boto3)")
+    run.add_argument("--model", help="CreateModel request (JSON) for the job's ModelName")
+    run.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    run.add_argument("--job-name", help="override TransformJobName (names are unique, as in SageMaker)")
+    run.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
+    run.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a request (and model) without running it")
+    val.add_argument("job")
+    val.add_argument("--model")
+    val.set_defaults(func=cmd_validate)
+
+    desc = sub.add_parser("describe", help="DescribeTransformJob, as JSON")
+    desc.add_argument("name")
+    desc.set_defaults(func=cmd_describe)
+
+    lst = sub.add_parser("list", help="ListTransformJobs")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_list)
+
+    s3 = sub.add_parser("s3", help="the embedded S3 server (SeaweedFS on 127.0.0.1)")
+    s3.add_argument("--data-dir", help="default: <home>/s3")
+    s3sub = s3.add_subparsers(dest="s3_command", required=True)
+    start = s3sub.add_parser("start", help="start it and print the export lines")
+    start.add_argument("--port", type=int)
+    s3sub.add_parser("env", help="print the export lines of the running server")
+    s3sub.add_parser("stop", help="stop the server this data dir started")
+    put = s3sub.add_parser("put", help="upload a file or folder (creates the bucket)")
+    put.add_argument("source")
+    put.add_argument("dest", help="s3://bucket/prefix/ (or s3://bucket/key for one file)")
+    mb = s3sub.add_parser("mb", help="make a bucket")
+    mb.add_argument("uri", help="s3://bucket")
+    head = s3sub.add_parser("head", help="print the first lines of an object")
+    head.add_argument("uri")
+    head.add_argument("-n", "--lines", type=int, default=5)
+    s3.set_defaults(func=cmd_s3)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.home:
+        import os
+
+        os.environ["BATCH_TRANSFORM_HOME"] = args.home
+    try:
+        return int(args.func(args))
+    except SpecError as e:
+        err.print("invalid request:", highlight=False)
+        for p in e.problems:
+            err.print(f"  - {p}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except ResourceInUseError as e:
+        err.print(f"ResourceInUse: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except JobError as e:
+        err.print(f"ValidationException: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except RunnerError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""One input object end to end, as a Ray task next to the workers: streamed read -> gunzip ->
+split -> pack -> dispatch to the instance's workers -> results in order -> multipart upload.
+
+Payload and result bytes travel between this task and the workers through Ray's object store, never
+through the driver. At most ``max_in_flight`` payloads of one object are outstanding, which bounds
+memory by payload size, not object size.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from runner.assembly import OutputAssembler
+from runner.batching import Payload, pack, pack_whole
+from runner.errors import RecordFormatError, RunnerError
+from runner.plan import InputObject
+from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.splitters import splitter_for
+from runner.storage import storage_for
+
+GZIP_WBITS = 31
+GUNZIP_OUT_BYTES = 8 * 1024 * 1024
+PROGRESS_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """What every object of a job shares (resolved values, after execution-parameters)."""
+
+    split_type: SplitType
+    compression: CompressionType
+    strategy: BatchStrategy
+    limit_bytes: int | None
+    limit_mb: int
+    assemble_with: AssembleWith
+    output_content_type: str
+    kms_key_id: str | None
+    max_in_flight: int
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    uri: str
+    output_uri: str
+    ok: bool
+    error: str = ""
+    error_kind: str = ""
+    records: int = 0
+    payloads: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    first_output_s: float | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """Streamed gzip decoding; multi-member files are read to the end (CONTRACT 4.1)."""
+    decoder: Any = None
+    for chunk in chunks:
+        data = chunk
+        while data:
+            if decoder is None:
+                decoder = zlib.decompressobj(GZIP_WBITS)
+            try:
+                out = decoder.decompress(data, GUNZIP_OUT_BYTES)
+            except zlib.error as e:
+                raise RecordFormatError(f"{name}: corrupt gzip stream: {e}", uri=name) from e
+            if out:
+                yield out
+            if decoder.eof:
+                data, decoder = decoder.unused_data, None
+            else:
+                data = decoder.unconsumed_tail
+    if decoder is not None:
+        raise RecordFormatError(f"{name}: truncated gzip stream (the last member has no end)", uri=name)
+
+
+def payloads_of(obj: InputObject, chunks: Iterable[bytes], settings: FeedSettings) -> Iterator[Payload]:
+    if settings.compression is CompressionType.GZIP:
+        chunks = gunzip(chunks, obj.name)
+    if settings.split_type is SplitType.NONE:
+        return pack_whole(chunks, settings.limit_bytes, obj.name, settings.limit_mb)
+    return pack(
+        chunks,
+        splitter_for(settings.split_type),
+        settings.strategy,
+        settings.limit_bytes,
+        obj.name,
+        settings.limit_mb,
+    )
+
+
+def failure(obj: InputObject, e: BaseException) -> tuple[str, str]:
+    """(message, kind) for an object that failed; user-side faults are ClientErrors, as SageMaker's."""
+    cause = e.cause if isinstance(e, ray.exceptions.RayTaskError) and e.cause is not None else e
+    if isinstance(cause, RunnerError):
+        text = str(cause)
+        return (text if obj.name in text else f"{obj.name}: {text}"), "ClientError"
+    if isinstance(cause, ray.exceptions.RayActorError):
+        return f"{obj.name}: the model worker died while transforming this object: {cause}", "ClientError"
+    return f"{obj.name}: {type(cause).__name__}: {cause}", "InternalServerError"
+
+
+def run_object(
+    obj: InputObject,
+    settings: FeedSettings,
+    workers: list[Any],
+    progress: Any,
+    aws_env: Mapping[str, str],
+) -> ObjectResult:
+    """Transform one object; never raises for a failure of the object itself (it is reported)."""
+    os.environ.update(aws_env)
+    t0 = time.perf_counter()
+    counts = {"records": 0, "payloads": 0, "bytes_in": 0}
+    reported = dict.fromkeys(counts, 0)
+    first_output_s: float | None = None
+    last_report = t0
+
+    def report(force: bool = False) -> None:
+        nonlocal last_report
+        now = time.perf_counter()
+        if progress is not None and (force or now - last_report >= PROGRESS_EVERY_S):
+            progress.add.remote({k: counts[k] - reported[k] for k in counts})
+            reported.update(counts)
+            last_report = now
+
+    try:
+        source = storage_for(obj.uri)
+        writer = storage_for(obj.output_uri).open_writer(
+            obj.output_uri, content_type=settings.output_content_type, kms_key_id=settings.kms_key_id
+        )
+        with OutputAssembler(writer, settings.assemble_with) as out:
+            window: deque[Any] = deque()
+            start = zlib.crc32(obj.uri.encode()) % len(workers)  # spread one-payload objects out
+            for p in payloads_of(obj, source.iter_chunks(obj.uri), settings):
+                if len(window) >= settings.max_in_flight:
+                    out.add(ray.get(window.popleft()))
+                    if first_output_s is None:
+                        first_output_s = time.perf_counter() - t0
+                worker = workers[(start + p.index) % len(workers)]
+                window.append(worker.transform.remote(p.data, obj.name, p.index))
+                counts["records"] += p.record_count
+                counts["payloads"] += 1
+                counts["bytes_in"] += len(p.data)
+                report()
+            while window:
+                out.add(ray.get(window.popleft()))
+                if first_output_s is None:
+                    first_output_s = time.perf_counter() - t0
+            out.commit()
+        report(force=True)
+        return ObjectResult(
+            obj.uri,
+            obj.output_uri,
+            True,
+            records=counts["records"],
+            payloads=counts["payloads"],
+            bytes_in=counts["bytes_in"],
+            bytes_out=out.bytes_out,
+            first_output_s=first_output_s,
+            timings={"total_s": time.perf_counter() - t0},
+        )
+    except Exception as e:  # the object fails; the job goes on with the others
+        report(force=True)
+        message, kind = failure(obj, e)
+        return ObjectResult(
+            obj.uri,
+            obj.output_uri,
+            False,
+            error=message,
+            error_kind=kind,
+            records=counts["records"],
+            payloads=counts["payloads"],
+            bytes_in=counts["bytes_in"],
+        )
+
+
+class ProgressCounter:
+    """Job-wide counters the object tasks add to and the driver polls."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, delta: Mapping[str, int]) -> None:
+        for k, v in delta.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+RemoteProgressCounter = ray.remote(num_cpus=0)(ProgressCounter)
+remote_run_object = ray.remote(num_cpus=0, max_retries=0)(run_object)

@@ -1,0 +1,315 @@
+"""A transform job from request to terminal status: validate -> plan -> start workers -> feed every
+object -> record the outcome. The driver only schedules; bytes flow between Ray tasks and actors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from runner.config import RunnerConfig
+from runner.errors import Problem, ResourceInUseError, ResourceNotFoundError, RunnerError, SpecError
+from runner.feeder import FeedSettings, ObjectResult, RemoteProgressCounter, remote_run_object
+from runner.instances import instance_spec
+from runner.model import ModelSpec, job_environment, parse_create_model
+from runner.plan import InputObject, plan_inputs
+from runner.pool import WorkerPool, size_instances
+from runner.spec import (
+    DEFAULT_MAX_CONCURRENT_TRANSFORMS,
+    DEFAULT_MAX_PAYLOAD_MB,
+    MAX_PAYLOAD_LIMIT_MB,
+    BatchStrategy,
+    TransformJobSpec,
+    parse_transform_job,
+)
+from runner.state import JobRecord, JobStore, TransformJobStatus, in_use_message, job_arn, model_arn
+from runner.storage import storage_for
+from runner.worker import remote_probe_execution_parameters
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+AWS_ENV_PREFIXES = ("AWS_",)
+POLL_S = 0.5
+STORE_EVERY_S = 2.0
+
+ProgressCallback = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Request > the model's execution parameters > defaults (CONTRACT 5.1)."""
+
+    max_concurrent_transforms: int
+    max_payload_mb: int
+    batch_strategy: BatchStrategy
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "MaxConcurrentTransforms": self.max_concurrent_transforms,
+            "MaxPayloadInMB": self.max_payload_mb,
+            "BatchStrategy": str(self.batch_strategy),
+        }
+
+
+def resolve(spec: TransformJobSpec, params: Mapping[str, Any] | None) -> Resolved:
+    p = params or {}
+    strategy = spec.batch_strategy
+    if strategy is None and p.get("BatchStrategy"):
+        text = str(p["BatchStrategy"]).replace("_", "").lower()
+        strategy = BatchStrategy.SINGLE_RECORD if text == "singlerecord" else BatchStrategy.MULTI_RECORD
+    resolved = Resolved(
+        max_concurrent_transforms=spec.max_concurrent_transforms
+        or int(p.get("MaxConcurrentTransforms") or DEFAULT_MAX_CONCURRENT_TRANSFORMS),
+        max_payload_mb=spec.max_payload_mb
+        if spec.max_payload_mb is not None
+        else int(p.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)),
+        batch_strategy=strategy or BatchStrategy.MULTI_RECORD,
+    )
+    mct, mb = resolved.max_concurrent_transforms, resolved.max_payload_mb
+    if mb > MAX_PAYLOAD_LIMIT_MB or mct * mb > MAX_PAYLOAD_LIMIT_MB:
+        raise SpecError(
+            [
+                Problem(
+                    "maxConcurrentTransforms",
+                    mct,
+                    f"MaxConcurrentTransforms x MaxPayloadInMB must be at most {MAX_PAYLOAD_LIMIT_MB} after "
+                    f"applying the model's execution parameters {dict(p)}; got {mct} x {mb}",
+                )
+            ]
+        )
+    return resolved
+
+
+def aws_environment() -> dict[str, str]:
+    """The standard AWS settings the workers need for S3, passed as task arguments (not runtime_env,
+    which Ray writes to its logs)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIXES)}
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    spec: TransformJobSpec
+    model: ModelSpec
+    objects: list[InputObject]
+    record: JobRecord
+
+
+def create_job(
+    request: Mapping[str, Any], store: JobStore, model_request: Mapping[str, Any] | None = None
+) -> PreparedJob:
+    """Everything CreateTransformJob checks synchronously; on success the job exists, InProgress."""
+    spec = parse_transform_job(request)
+    if model_request is not None:
+        model = parse_create_model(model_request)
+        if model.name.lower() != spec.model_name.lower():
+            raise SpecError(
+                [Problem("modelName", spec.model_name, f"must name the model given with --model ({model.name!r})")]
+            )
+        store.put_model(model.name, model_request)
+    else:
+        stored = store.get_model(spec.model_name)
+        if stored is None:
+            raise SpecError([Problem("modelName", spec.model_name, f'Could not find model "{model_arn(spec.model_name)}".')])
+        model = parse_create_model(stored)
+    try:
+        existing = store.get_job(spec.name)
+    except ResourceNotFoundError:
+        pass
+    else:
+        raise ResourceInUseError(in_use_message(existing.arn))
+    objects = plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
+    now = time.time()
+    record = JobRecord(
+        name=spec.name,
+        arn=job_arn(spec.name),
+        status=TransformJobStatus.IN_PROGRESS,
+        request=dict(spec.request),
+        creation_time=now,
+        last_modified_time=now,
+    )
+    store.create_job(record)
+    return PreparedJob(spec, model, objects, record)
+
+
+def ensure_ray(config: RunnerConfig) -> None:
+    if not ray.is_initialized():
+        ray.init(
+            address=config.ray_address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+
+
+def run_job(
+    request: Mapping[str, Any],
+    config: RunnerConfig,
+    model_request: Mapping[str, Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> JobRecord:
+    """Create and run a job to its end; returns the final record. Bad requests raise, nothing runs."""
+    store = JobStore(config.store_path)
+    job = create_job(request, store, model_request)
+    try:
+        return execute(job, store, config, on_progress, on_note or log.info)
+    except KeyboardInterrupt:
+        store.update_job(job.spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time())
+        raise
+    except RunnerError as e:
+        return _fail(store, job.spec.name, f"ClientError: {e}")
+    except Exception as e:  # a fault of ours: the job must still end, with a reason
+        log.exception("job %s failed", job.spec.name)
+        return _fail(store, job.spec.name, f"InternalServerError: {type(e).__name__}: {e}")
+
+
+def _fail(store: JobStore, name: str, reason: str) -> JobRecord:
+    return store.update_job(
+        name, status=TransformJobStatus.FAILED, failure_reason=reason[:1024], transform_end_time=time.time()
+    )
+
+
+def execute(
+    job: PreparedJob,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    on_note: Callable[[str], None],
+) -> JobRecord:
+    spec, model = job.spec, job.model
+    ensure_ray(config)
+    environment = job_environment(model, spec)
+    cache_dir = str(config.model_cache_dir)
+    params = None
+    if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:
+        params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir))
+    resolved = resolve(spec, params)
+    resources = spec.transform_resources
+    sizing = size_instances(
+        instance_spec(resources.instance_type),
+        resources.instance_count,
+        config.workers_per_instance or resolved.max_concurrent_transforms,
+        ray.cluster_resources(),
+        local=config.ray_address is None,
+    )
+    for note in sizing.notes:
+        on_note(note)
+    pool = WorkerPool.start(
+        model,
+        environment,
+        sizing,
+        resources.instance_count,
+        cache_dir,
+        spec.transform_input.content_type,
+        spec.transform_output.accept,
+        config.worker_ready_timeout_s,
+    )
+    try:
+        store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
+        limit_mb = resolved.max_payload_mb
+        settings = FeedSettings(
+            split_type=spec.transform_input.split_type,
+            compression=spec.transform_input.compression_type,
+            strategy=resolved.batch_strategy,
+            limit_bytes=limit_mb * MIB if limit_mb else None,
+            limit_mb=limit_mb,
+            assemble_with=spec.transform_output.assemble_with,
+            output_content_type=spec.transform_output.accept or "application/octet-stream",
+            kms_key_id=spec.transform_output.kms_key_id,
+            max_in_flight=sizing.workers * config.in_flight_per_worker,
+        )
+        results = _feed_all(job, pool, settings, store, config, on_progress)
+    finally:
+        pool.shutdown()
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        log.error("%s", r.error)
+    counters = _counters(job, results)
+    if failed:
+        first = failed[0]
+        return store.update_job(
+            spec.name,
+            status=TransformJobStatus.FAILED,
+            failure_reason=f"{first.error_kind}: {first.error}"[:1024],
+            transform_end_time=time.time(),
+            counters=counters,
+        )
+    return store.update_job(
+        spec.name, status=TransformJobStatus.COMPLETED, transform_end_time=time.time(), counters=counters
+    )
+
+
+def _unwrap(ref: Any) -> Any:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        raise (e.cause if e.cause is not None else e) from None
+
+
+def _counters(job: PreparedJob, results: list[ObjectResult], live: Mapping[str, int] | None = None) -> dict[str, Any]:
+    done = [r for r in results if r.ok]
+    out: dict[str, Any] = {
+        "objects_total": len(job.objects),
+        "objects_done": len(done),
+        "objects_failed": len(results) - len(done),
+        "records": sum(r.records for r in results),
+        "payloads": sum(r.payloads for r in results),
+        "bytes_in": sum(r.bytes_in for r in results),
+        "bytes_out": sum(r.bytes_out for r in results),
+    }
+    if live:
+        for k in ("records", "payloads", "bytes_in"):
+            out[k] = max(out[k], live.get(k, 0))
+    firsts = [r.first_output_s for r in results if r.first_output_s is not None]
+    if firsts:
+        out["first_output_s"] = min(firsts)
+    return out
+
+
+def _feed_all(
+    job: PreparedJob,
+    pool: WorkerPool,
+    settings: FeedSettings,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+) -> list[ObjectResult]:
+    """Objects go to instances as instances free up, a few at a time per instance."""
+    aws_env = aws_environment()
+    progress = RemoteProgressCounter.remote()
+    queue = deque(job.objects)
+    running: dict[Any, int] = {}
+    per_instance = [0] * len(pool.instances)
+    results: list[ObjectResult] = []
+    last_store = time.monotonic()
+    try:
+        while queue or running:
+            for i, workers in enumerate(pool.instances):
+                while queue and per_instance[i] < config.objects_in_flight_per_instance:
+                    ref = remote_run_object.remote(queue.popleft(), settings, workers, progress, aws_env)
+                    running[ref] = i
+                    per_instance[i] += 1
+            done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            for ref in done:
+                per_instance[running.pop(ref)] -= 1
+                results.append(ray.get(ref))
+            if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
+                counters = _counters(job, results, ray.get(progress.snapshot.remote()))
+                if on_progress is not None:
+                    on_progress(counters)
+                if time.monotonic() - last_store >= STORE_EVERY_S:
+                    store.update_job(job.spec.name, counters=counters)
+                    last_store = time.monotonic()
+    finally:
+        ray.kill(progress)
+        for ref in running:
+            ray.cancel(ref, force=True)
+    return results

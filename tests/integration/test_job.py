@@ -1,0 +1,259 @@
+"""Whole jobs on a real local Ray against the real embedded S3: what a user sees in S3 and in Describe."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.config import RunnerConfig
+from runner.errors import ResourceInUseError, SpecError
+from runner.job import run_job
+from runner.state import JobStore, TransformJobStatus
+
+from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def sum_model(tmp_path: Path) -> dict[str, Any]:
+    return model_request("sum", write_model(tmp_path / "sum-model", SUM_MODEL))
+
+
+def run(request: dict[str, Any], model: dict[str, Any], home: Path, **config: Any) -> Any:
+    return run_job(request, RunnerConfig(home=home, **config), model_request=model)
+
+
+def test_contract_example_1_csv_multirecord_line(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+    bucket.put("in/a.csv", b"1,2,3\n4,5,6\n7,8,9\n")
+    record = run(job_request("ex1", bucket.name, BatchStrategy="MultiRecord"), sum_model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert bucket.get("out/a.csv.out") == b"6.0\n15.0\n24.0\n"
+    d = record.describe()
+    assert d["TransformJobStatus"] == "Completed"
+    assert d["MaxPayloadInMB"] == 6 and d["BatchStrategy"] == "MultiRecord" and d["MaxConcurrentTransforms"] == 1
+    assert d["TransformStartTime"] >= d["CreationTime"] and d["TransformEndTime"] >= d["TransformStartTime"]
+    assert d["x-runner"]["records"] == 3 and d["x-runner"]["payloads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("assemble_with", "expected"),
+    [("None", b"[6.0][15.0][24.0]"), ("Line", b"[6.0]\n[15.0]\n[24.0]\n")],
+)
+def test_contract_example_2_single_record_json(
+    bucket: Bucket, sum_model: dict[str, Any], home: Path, assemble_with: str, expected: bytes
+) -> None:
+    bucket.put("in/a.csv", b"1,2,3\n4,5,6\n7,8,9\n")
+    request = job_request(
+        f"ex2-{assemble_with.lower()}",
+        bucket.name,
+        BatchStrategy="SingleRecord",
+        MaxConcurrentTransforms=2,
+        TransformOutput={"Accept": "application/json", "AssembleWith": assemble_with},
+    )
+    record = run(request, sum_model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert bucket.get("out/a.csv.out") == expected
+    assert record.describe()["x-runner"]["payloads"] == 3
+
+
+JSONL_MODEL = """
+import json
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    text = body.decode() if isinstance(body, bytes) else body
+    return [json.loads(line) for line in text.splitlines() if line]
+
+def predict_fn(rows, model):
+    return [{"len": len(r["text"])} for r in rows]
+
+def output_fn(prediction, accept):
+    return "".join(json.dumps(x) + "\\n" for x in prediction), accept
+"""
+
+
+def test_json_lines_multirecord_and_record_order(bucket: Bucket, tmp_path: Path, home: Path) -> None:
+    model = model_request("jsonl", write_model(tmp_path / "m", JSONL_MODEL))
+    rows = [{"id": i, "text": "x" * (i % 7)} for i in range(3000)]
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    bucket.put("in/docs.jsonl", body)
+    request = job_request(
+        "jsonl",
+        bucket.name,
+        ModelName="jsonl",
+        MaxPayloadInMB=1,
+        MaxConcurrentTransforms=2,
+        TransformInput={"ContentType": "application/jsonlines"},
+        TransformOutput={"Accept": "application/jsonlines", "AssembleWith": "Line"},
+    )
+    # Small payloads and two workers: results arrive out of order and must be put back in order.
+    record = run_job(request, RunnerConfig(home=home, in_flight_per_worker=4), model_request=model)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    out = bucket.get("out/docs.jsonl.out").splitlines()
+    assert [json.loads(line)["len"] for line in out] == [r["id"] % 7 for r in rows]
+
+
+def test_nested_keys_partial_prefix_and_gzip(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+    bucket.put("in/data1.csv", b"1,1\n")
+    bucket.put("in/data/x/b.csv", b"2,2\n")
+    bucket.put("in/data/c.csv.gz", gzip.compress(b"3,3\n") + gzip.compress(b"4,4\n"))  # two members
+    bucket.put("in/data/folder/", b"")  # a folder marker is not an input
+    request = job_request(
+        "naming",
+        bucket.name,
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket.name}/in/data"}},
+            "CompressionType": "Gzip",
+        },
+    )
+    # CompressionType applies to every object, so give the plain ones gzip bodies too.
+    bucket.put("in/data1.csv", gzip.compress(b"1,1\n"))
+    bucket.put("in/data/x/b.csv", gzip.compress(b"2,2\n"))
+    record = run(request, sum_model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    # CONTRACT 6.1: keys continuing "in/data/" lose it; "in/data1.csv" is named relative to "in/".
+    assert sorted(bucket.keys("out/")) == ["out/c.csv.gz.out", "out/data1.csv.out", "out/x/b.csv.out"]
+    assert bucket.get("out/c.csv.gz.out") == b"6.0\n8.0\n"
+    assert bucket.get("out/x/b.csv.out") == b"4.0\n"
+    assert bucket.get("out/data1.csv.out") == b"2.0\n"
+
+
+def test_many_small_objects(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+    n = 1500
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: bucket.put(f"in/part-{i:05d}.csv", f"{i},1\n".encode()), range(n)))
+    record = run(job_request("many", bucket.name, MaxConcurrentTransforms=2), sum_model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    keys = bucket.keys("out/")
+    assert len(keys) == n
+    for i in (0, 777, n - 1):
+        assert bucket.get(f"out/part-{i:05d}.csv.out") == f"{float(i + 1)}\n".encode()
+    assert record.describe()["x-runner"]["objects_done"] == n
+
+
+def test_oversize_record_fails_that_object_only(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+    bucket.put("in/big.csv", b"1,2\n" + b"1," * 550_000 + b"1\n")  # second record is 1,100,002 bytes
+    bucket.put("in/ok.csv", b"1,2\n")
+    record = run(job_request("oversize", bucket.name, MaxPayloadInMB=1), sum_model, home)
+    assert record.status is TransformJobStatus.FAILED
+    assert record.failure_reason.startswith("ClientError: ")
+    assert f"{bucket.name}/in/big.csv: record 1 at byte 4 is 1100002 bytes" in record.failure_reason
+    assert "MaxPayloadInMB=1" in record.failure_reason
+    assert bucket.keys("out/") == ["out/ok.csv.out"]
+    assert bucket.open_uploads() == []
+
+
+RAISING_MODEL = """
+import numpy
+
+def model_fn(model_dir):
+    return None
+
+def predict_fn(data, model):
+    data = numpy.atleast_2d(data)
+    if (data < 0).any():
+        raise ValueError("negative input is not allowed")
+    return data.sum(axis=1)
+"""
+
+
+def test_hook_error_names_hook_and_object(bucket: Bucket, tmp_path: Path, home: Path) -> None:
+    model = model_request("sum", write_model(tmp_path / "m", RAISING_MODEL))
+    bucket.put("in/bad.csv", b"1,2\n" * 10 + b"-1,2\n")
+    bucket.put("in/good.csv", b"1,2\n")
+    record = run(job_request("raises", bucket.name), model, home)
+    assert record.status is TransformJobStatus.FAILED
+    reason = record.failure_reason
+    assert "predict_fn" in reason and f"{bucket.name}/in/bad.csv" in reason
+    assert "negative input is not allowed" in reason and "payload 0" in reason
+    assert bucket.keys("out/") == ["out/good.csv.out"]
+    assert bucket.get("out/good.csv.out") == b"3.0\n"
+
+
+ENV_MODEL = """
+import os
+
+def model_fn(model_dir):
+    with open(os.environ["LOAD_LOG"], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    keys = ["A", "B", "C", "SAGEMAKER_BATCH", "SAGEMAKER_MAX_PAYLOAD_IN_MB", "SAGEMAKER_BATCH_STRATEGY",
+            "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"]
+    return ",".join(f"{k}={os.environ.get(k, '-')}" for k in keys) + "\\n", accept
+"""
+
+
+def test_environment_precedence_and_model_fn_once_per_worker(bucket: Bucket, tmp_path: Path, home: Path) -> None:
+    log = tmp_path / "loads.txt"
+    model = model_request(
+        "env", write_model(tmp_path / "m", ENV_MODEL), {"A": "model", "B": "model", "LOAD_LOG": str(log)}
+    )
+    bucket.put("in/a.csv", b"x\n" * 40)
+    request = job_request(
+        "env",
+        bucket.name,
+        ModelName="env",
+        BatchStrategy="SingleRecord",
+        MaxConcurrentTransforms=2,
+        Environment={"B": "job", "C": "job"},
+    )
+    record = run(request, model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    lines = bucket.get("out/a.csv.out").splitlines()
+    assert len(lines) == 40
+    assert set(lines) == {
+        b"A=model,B=job,C=job,SAGEMAKER_BATCH=true,SAGEMAKER_MAX_PAYLOAD_IN_MB=-,"
+        b"SAGEMAKER_BATCH_STRATEGY=SINGLE_RECORD,SAGEMAKER_MAX_CONCURRENT_TRANSFORMS=2"
+    }
+    pids = log.read_text().split()
+    assert len(pids) == 2 and len(set(pids)) == 2  # two workers, model_fn once each, not per payload
+
+
+def test_duplicate_name_is_resource_in_use(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+    bucket.put("in/a.csv", b"1\n")
+    first = run(job_request("Dup-Name", bucket.name), sum_model, home)
+    assert first.status is TransformJobStatus.COMPLETED
+    with pytest.raises(ResourceInUseError, match=r"a transform job with this name already exists \(arn:aws:sagemaker"):
+        run(job_request("dup-name", bucket.name), sum_model, home)
+    assert [r.name for r in JobStore(RunnerConfig(home=home).store_path).list_jobs()] == ["Dup-Name"]
+
+
+def test_empty_prefix_and_unknown_model_are_refused_before_anything_runs(
+    bucket: Bucket, sum_model: dict[str, Any], home: Path
+) -> None:
+    with pytest.raises(SpecError, match=f'No S3 objects found under S3 URL "s3://{bucket.name}/in/"'):
+        run(job_request("empty", bucket.name), sum_model, home)
+    bucket.put("in/a.csv", b"1\n")
+    with pytest.raises(SpecError, match=r'Could not find model "arn:aws:sagemaker:us-east-1:\d{12}:model/nope"'):
+        run_job(job_request("nomodel", bucket.name, ModelName="nope"), RunnerConfig(home=home))
+    assert JobStore(RunnerConfig(home=home).store_path).list_jobs() == []
+
+
+def test_model_tarball_from_s3(bucket: Bucket, tmp_path: Path, home: Path) -> None:
+    import tarfile
+
+    src = write_model(tmp_path / "m", SUM_MODEL)
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src / "code", arcname="code")
+    bucket.put("models/sum/model.tar.gz", tarball.read_bytes())
+    bucket.put("in/a.csv", b"1,2\n")
+    model = model_request("sum", f"s3://{bucket.name}/models/sum/model.tar.gz")
+    record = run(job_request("tarball", bucket.name), model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert bucket.get("out/a.csv.out") == b"3.0\n"
