@@ -47,7 +47,8 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         ray_address=getattr(args, "ray_address", None),
         home=Path(args.home) if getattr(args, "home", None) else None,
         workers_per_instance=getattr(args, "workers_per_instance", None),
-        worker_ready_timeout_s=getattr(args, "worker_ready_timeout", None) or RunnerConfig.worker_ready_timeout_s,
+        worker_ready_timeout_s=getattr(args, "worker_ready_timeout", None)
+        or RunnerConfig.worker_ready_timeout_s,
     )
 
 
@@ -81,11 +82,15 @@ class ProgressView:
                 )
                 self._bar.start()
                 self._task = self._bar.add_task(text, total=c.get("objects_total"))
-            self._bar.update(self._task, completed=c.get("objects_done", 0) + c.get("objects_failed", 0), description=text)
+            self._bar.update(
+                self._task, completed=c.get("objects_done", 0) + c.get("objects_failed", 0), description=text
+            )
         elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
             self._last_line = time.monotonic()
             done = c.get("objects_done", 0) + c.get("objects_failed", 0)
-            err.print(f"[{elapsed:6.1f}s] objects {done}/{c.get('objects_total', '?')} · {text}", highlight=False)
+            err.print(
+                f"[{elapsed:6.1f}s] objects {done}/{c.get('objects_total', '?')} · {text}", highlight=False
+            )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -288,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     if args.home:
         import os
 

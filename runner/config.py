@@ -18,7 +18,8 @@ DEFAULT_OBJECTS_IN_FLIGHT_PER_INSTANCE = 4
 def data_home(environ: dict[str, str] | None = None) -> Path:
     """Where the job store, embedded S3 data and model cache live.
 
-    ``$BATCH_TRANSFORM_HOME``, else ``$XDG_DATA_HOME/batch-transform``, else ``~/.local/share/batch-transform``.
+    ``$BATCH_TRANSFORM_HOME``, else ``$XDG_DATA_HOME/batch-transform``, else
+    ``~/.local/share/batch-transform``.
     """
     env = os.environ if environ is None else environ
     if env.get(HOME_ENV):

@@ -111,13 +111,25 @@ def create_job(
         model = parse_create_model(model_request)
         if model.name.lower() != spec.model_name.lower():
             raise SpecError(
-                [Problem("modelName", spec.model_name, f"must name the model given with --model ({model.name!r})")]
+                [
+                    Problem(
+                        "modelName",
+                        spec.model_name,
+                        f"must name the model given with --model ({model.name!r})",
+                    )
+                ]
             )
         store.put_model(model.name, model_request)
     else:
         stored = store.get_model(spec.model_name)
         if stored is None:
-            raise SpecError([Problem("modelName", spec.model_name, f'Could not find model "{model_arn(spec.model_name)}".')])
+            raise SpecError(
+                [
+                    Problem(
+                        "modelName", spec.model_name, f'Could not find model "{model_arn(spec.model_name)}".'
+                    )
+                ]
+            )
         model = parse_create_model(stored)
     try:
         existing = store.get_job(spec.name)
@@ -254,7 +266,9 @@ def _unwrap(ref: Any) -> Any:
         raise (e.cause if e.cause is not None else e) from None
 
 
-def _counters(job: PreparedJob, results: list[ObjectResult], live: Mapping[str, int] | None = None) -> dict[str, Any]:
+def _counters(
+    job: PreparedJob, results: list[ObjectResult], live: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     done = [r for r in results if r.ok]
     out: dict[str, Any] = {
         "objects_total": len(job.objects),
@@ -284,7 +298,7 @@ def _feed_all(
 ) -> list[ObjectResult]:
     """Objects go to instances as instances free up, a few at a time per instance."""
     aws_env = aws_environment()
-    progress = RemoteProgressCounter.remote()
+    progress: Any = RemoteProgressCounter.remote()
     queue = deque(job.objects)
     running: dict[Any, int] = {}
     per_instance = [0] * len(pool.instances)

@@ -46,7 +46,11 @@ def parse_create_model(request: Mapping[str, Any]) -> ModelSpec:
         problems.append(Problem("primaryContainer", None, "Member must not be null (or give Containers)"))
     if len(containers) > 1:
         problems.append(
-            Problem("containers", f"{len(containers)} containers", "at most 1 container is supported by this runner")
+            Problem(
+                "containers",
+                f"{len(containers)} containers",
+                "at most 1 container is supported by this runner",
+            )
         )
     container: Mapping[str, Any] = primary or (containers[0] if containers else {})
     if "ModelDataSource" in container:
@@ -59,7 +63,9 @@ def parse_create_model(request: Mapping[str, Any]) -> ModelSpec:
             )
         )
     if container.get("Mode", "SingleModel") != "SingleModel":
-        problems.append(Problem("primaryContainer.mode", container.get("Mode"), "only SingleModel is supported"))
+        problems.append(
+            Problem("primaryContainer.mode", container.get("Mode"), "only SingleModel is supported")
+        )
     if problems:
         raise SpecError(problems)
     return ModelSpec(
@@ -93,7 +99,9 @@ def job_environment(model: ModelSpec, job: TransformJobSpec) -> dict[str, str]:
     if job.max_payload_mb is not None:
         env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(job.max_payload_mb)
     if job.batch_strategy is not None:
-        env["SAGEMAKER_BATCH_STRATEGY"] = "SINGLE_RECORD" if job.batch_strategy == "SingleRecord" else "MULTI_RECORD"
+        env["SAGEMAKER_BATCH_STRATEGY"] = (
+            "SINGLE_RECORD" if job.batch_strategy == "SingleRecord" else "MULTI_RECORD"
+        )
     if job.max_concurrent_transforms is not None:
         env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(job.max_concurrent_transforms)
     env.update(job.environment)
@@ -122,7 +130,11 @@ def ensure_model_dir(url: str | None, cache_dir: Path) -> Path:
             if not path.is_file():
                 raise ModelError(f"ModelDataUrl {url}: no such file or folder")
             stat = path.stat()
-            return _cached(cache_dir, f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}", lambda d: _extract(path, d, url))
+            return _cached(
+                cache_dir,
+                f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
+                lambda d: _extract(path, d, url),
+            )
         return _fetch_remote(url, cache_dir)
     except RunnerError as e:
         if isinstance(e, ModelError):
@@ -200,7 +212,8 @@ def _extract(tarball: Path, target: Path, url: str) -> None:
                 reason = _unsafe(member)
                 if reason:
                     raise ModelError(
-                        f"ModelDataUrl {url}: cannot extract the model archive: member {member.name!r}: {reason}"
+                        f"ModelDataUrl {url}: cannot extract the model archive: "
+                        f"member {member.name!r}: {reason}"
                     )
             tar.extractall(target, filter="data")  # belt and braces: the stdlib's own safety filter
     except (tarfile.TarError, OSError, EOFError) as e:

@@ -77,7 +77,13 @@ def plan_inputs(spec: TransformJobSpec, storage: Storage, region: str = "us-east
     objects: list[ObjectInfo] = list(storage.list_objects(source.s3_uri))
     if not objects:
         raise SpecError(
-            [Problem("transformInput.dataSource.s3DataSource.s3Uri", source.s3_uri, no_objects_message(source.s3_uri, region))]
+            [
+                Problem(
+                    "transformInput.dataSource.s3DataSource.s3Uri",
+                    source.s3_uri,
+                    no_objects_message(source.s3_uri, region),
+                )
+            ]
         )
     out_path = spec.transform_output.s3_output_path
     planned: list[InputObject] = []

@@ -60,7 +60,8 @@ def size_instances(
         if cpus * count > have_cpu:
             scaled = have_cpu / count
             notes.append(
-                f"{instance.instance_type} has {instance.vcpus} vCPUs; this machine has {have_cpu:g} CPUs for "
+                f"{instance.instance_type} has {instance.vcpus} vCPUs; this machine has {have_cpu:g} CPUs "
+                f"for "
                 f"{count} instance(s), so each instance runs on {scaled:g} CPUs"
             )
             cpus = scaled
@@ -68,7 +69,8 @@ def size_instances(
             scaled = have_gpu / count
             notes.append(
                 f"{instance.instance_type} has {instance.gpus} GPU(s); this machine has {have_gpu:g}, so "
-                f"each instance runs on {scaled:g} GPU(s)" + (" (the model runs on the CPU)" if scaled == 0 else "")
+                f"each instance runs on {scaled:g} GPU(s)"
+                + (" (the model runs on the CPU)" if scaled == 0 else "")
             )
             gpus = scaled
     # Ray accepts resource amounts to 4 decimals.
@@ -110,7 +112,8 @@ class WorkerPool:
             ready, _ = ray.wait([g.ready() for g in groups], num_returns=count, timeout=PLACEMENT_TIMEOUT_S)
             if len(ready) < count:
                 raise WorkerStartupError(
-                    f"only {len(ready)} of {count} instances of {sizing.workers} worker(s) with {bundle} each "
+                    f"only {len(ready)} of {count} instances of {sizing.workers} worker(s) "
+                    f"with {bundle} each "
                     f"could be placed on this Ray cluster ({ray.cluster_resources()}) within "
                     f"{PLACEMENT_TIMEOUT_S:g}s; lower TransformResources.InstanceCount, choose a smaller "
                     "TransformResources.InstanceType, set --workers-per-instance, or add nodes"
@@ -119,10 +122,12 @@ class WorkerPool:
             for group in groups:
                 workers = []
                 for b in range(sizing.workers):
-                    actor = RemoteModelWorker.options(
+                    actor: Any = RemoteModelWorker.options(
                         num_cpus=sizing.cpus_per_worker,
                         num_gpus=sizing.gpus_per_worker,
-                        scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=b),
+                        scheduling_strategy=PlacementGroupSchedulingStrategy(
+                            group, placement_group_bundle_index=b
+                        ),
                     ).remote()
                     pending.append(
                         actor.setup.remote(

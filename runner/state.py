@@ -182,7 +182,9 @@ class JobStore:
             row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
             if row is None:
                 db.execute("ROLLBACK")
-                raise ResourceNotFoundError(f"Requested resource not found. (no transform job named {name!r})")
+                raise ResourceNotFoundError(
+                    f"Requested resource not found. (no transform job named {name!r})"
+                )
             record = replace(_load(row[0]), last_modified_time=time.time(), **changes)
             db.execute(
                 "UPDATE jobs SET status = ?, last_modified_time = ?, record = ? WHERE name_key = ?",

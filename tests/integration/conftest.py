@@ -40,11 +40,17 @@ def write_model(root: Path, code: str, name: str = "inference.py") -> Path:
     return root
 
 
-def model_request(name: str, model_dir: Path | str, environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+def model_request(
+    name: str, model_dir: Path | str, environment: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     container: dict[str, Any] = {"Image": "batch-transform/test:latest", "ModelDataUrl": str(model_dir)}
     if environment:
         container["Environment"] = dict(environment)
-    return {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": "arn:aws:iam::123456789012:role/t"}
+    return {
+        "ModelName": name,
+        "PrimaryContainer": container,
+        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/t",
+    }
 
 
 def job_request(name: str, bucket: str, **overrides: Any) -> dict[str, Any]:
@@ -57,7 +63,11 @@ def job_request(name: str, bucket: str, **overrides: Any) -> dict[str, Any]:
             "ContentType": "text/csv",
             "SplitType": "Line",
         },
-        "TransformOutput": {"S3OutputPath": f"s3://{bucket}/out", "Accept": "text/csv", "AssembleWith": "Line"},
+        "TransformOutput": {
+            "S3OutputPath": f"s3://{bucket}/out",
+            "Accept": "text/csv",
+            "AssembleWith": "Line",
+        },
         "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
     }
     for key, value in overrides.items():

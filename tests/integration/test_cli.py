@@ -41,7 +41,13 @@ def test_bundled_example_end_to_end(bucket: Bucket, tmp_path: Path) -> None:
     build.make_csv(tmp_path / "data.csv", 5000, 7)
 
     home = tmp_path / "home"
-    cli("s3", "put", str(tmp_path / "model" / "model.tar.gz"), f"s3://{bucket.name}/model/model.tar.gz", home=home)
+    cli(
+        "s3",
+        "put",
+        str(tmp_path / "model" / "model.tar.gz"),
+        f"s3://{bucket.name}/model/model.tar.gz",
+        home=home,
+    )
     cli("s3", "put", str(tmp_path / "data.csv"), f"s3://{bucket.name}/in/nested/data.csv", home=home)
 
     job: dict[str, Any] = json.loads((EXAMPLE / "job.json").read_text())
@@ -53,7 +59,12 @@ def test_bundled_example_end_to_end(bucket: Bucket, tmp_path: Path) -> None:
     (tmp_path / "job.json").write_text(json.dumps(job))
     (tmp_path / "model.json").write_text(json.dumps(model))
 
-    assert cli("validate", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json"), home=home).stdout.strip() == "valid"
+    assert (
+        cli(
+            "validate", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json"), home=home
+        ).stdout.strip()
+        == "valid"
+    )
     run = cli("run", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json"), home=home)
     assert "Transform job mlp-onnx-demo: Completed" in run.stdout
     assert f"s3://{bucket.name}/out/<input key>.out" in run.stdout
@@ -69,7 +80,9 @@ def test_bundled_example_end_to_end(bucket: Bucket, tmp_path: Path) -> None:
     listed = json.loads(cli("list", "--json", home=home).stdout)
     assert [s["TransformJobName"] for s in listed["TransformJobSummaries"]] == ["mlp-onnx-demo"]
 
-    again = cli("run", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json"), home=home, check=False)
+    again = cli(
+        "run", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json"), home=home, check=False
+    )
     assert again.returncode == 2
     assert "ResourceInUse" in again.stderr and "already exists" in again.stderr
 

@@ -34,14 +34,18 @@ def run(request: dict[str, Any], model: dict[str, Any], home: Path, **config: An
     return run_job(request, RunnerConfig(home=home, **config), model_request=model)
 
 
-def test_contract_example_1_csv_multirecord_line(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+def test_contract_example_1_csv_multirecord_line(
+    bucket: Bucket, sum_model: dict[str, Any], home: Path
+) -> None:
     bucket.put("in/a.csv", b"1,2,3\n4,5,6\n7,8,9\n")
     record = run(job_request("ex1", bucket.name, BatchStrategy="MultiRecord"), sum_model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert bucket.get("out/a.csv.out") == b"6.0\n15.0\n24.0\n"
     d = record.describe()
     assert d["TransformJobStatus"] == "Completed"
-    assert d["MaxPayloadInMB"] == 6 and d["BatchStrategy"] == "MultiRecord" and d["MaxConcurrentTransforms"] == 1
+    assert (
+        d["MaxPayloadInMB"] == 6 and d["BatchStrategy"] == "MultiRecord" and d["MaxConcurrentTransforms"] == 1
+    )
     assert d["TransformStartTime"] >= d["CreationTime"] and d["TransformEndTime"] >= d["TransformStartTime"]
     assert d["x-runner"]["records"] == 3 and d["x-runner"]["payloads"] == 1
 
@@ -115,7 +119,9 @@ def test_nested_keys_partial_prefix_and_gzip(bucket: Bucket, sum_model: dict[str
         "naming",
         bucket.name,
         TransformInput={
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket.name}/in/data"}},
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket.name}/in/data"}
+            },
             "CompressionType": "Gzip",
         },
     )
@@ -144,7 +150,9 @@ def test_many_small_objects(bucket: Bucket, sum_model: dict[str, Any], home: Pat
     assert record.describe()["x-runner"]["objects_done"] == n
 
 
-def test_oversize_record_fails_that_object_only(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
+def test_oversize_record_fails_that_object_only(
+    bucket: Bucket, sum_model: dict[str, Any], home: Path
+) -> None:
     bucket.put("in/big.csv", b"1,2\n" + b"1," * 550_000 + b"1\n")  # second record is 1,100,002 bytes
     bucket.put("in/ok.csv", b"1,2\n")
     record = run(job_request("oversize", bucket.name, MaxPayloadInMB=1), sum_model, home)
@@ -198,7 +206,9 @@ def transform_fn(model, body, content_type, accept):
 """
 
 
-def test_environment_precedence_and_model_fn_once_per_worker(bucket: Bucket, tmp_path: Path, home: Path) -> None:
+def test_environment_precedence_and_model_fn_once_per_worker(
+    bucket: Bucket, tmp_path: Path, home: Path
+) -> None:
     log = tmp_path / "loads.txt"
     model = model_request(
         "env", write_model(tmp_path / "m", ENV_MODEL), {"A": "model", "B": "model", "LOAD_LOG": str(log)}
@@ -228,7 +238,9 @@ def test_duplicate_name_is_resource_in_use(bucket: Bucket, sum_model: dict[str, 
     bucket.put("in/a.csv", b"1\n")
     first = run(job_request("Dup-Name", bucket.name), sum_model, home)
     assert first.status is TransformJobStatus.COMPLETED
-    with pytest.raises(ResourceInUseError, match=r"a transform job with this name already exists \(arn:aws:sagemaker"):
+    with pytest.raises(
+        ResourceInUseError, match=r"a transform job with this name already exists \(arn:aws:sagemaker"
+    ):
         run(job_request("dup-name", bucket.name), sum_model, home)
     assert [r.name for r in JobStore(RunnerConfig(home=home).store_path).list_jobs()] == ["Dup-Name"]
 
@@ -239,7 +251,9 @@ def test_empty_prefix_and_unknown_model_are_refused_before_anything_runs(
     with pytest.raises(SpecError, match=f'No S3 objects found under S3 URL "s3://{bucket.name}/in/"'):
         run(job_request("empty", bucket.name), sum_model, home)
     bucket.put("in/a.csv", b"1\n")
-    with pytest.raises(SpecError, match=r'Could not find model "arn:aws:sagemaker:us-east-1:\d{12}:model/nope"'):
+    with pytest.raises(
+        SpecError, match=r'Could not find model "arn:aws:sagemaker:us-east-1:\d{12}:model/nope"'
+    ):
         run_job(job_request("nomodel", bucket.name, ModelName="nope"), RunnerConfig(home=home))
     assert JobStore(RunnerConfig(home=home).store_path).list_jobs() == []
 

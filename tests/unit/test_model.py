@@ -26,7 +26,9 @@ def job_req(**top: Any) -> dict[str, Any]:
     return {
         "TransformJobName": "j",
         "ModelName": "m",
-        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/in/"}}},
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bkt/in/"}}
+        },
         "TransformOutput": {"S3OutputPath": "s3://bkt/out"},
         "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
         **top,
@@ -34,8 +36,12 @@ def job_req(**top: Any) -> dict[str, Any]:
 
 
 def test_environment_precedence_model_then_platform_then_job() -> None:
-    model = parse_create_model(model_req(Environment={"A": "model", "SAGEMAKER_BATCH": "false", "B": "model"}))
-    job = parse_transform_job(job_req(Environment={"B": "job"}, MaxPayloadInMB=4, BatchStrategy="SingleRecord"))
+    model = parse_create_model(
+        model_req(Environment={"A": "model", "SAGEMAKER_BATCH": "false", "B": "model"})
+    )
+    job = parse_transform_job(
+        job_req(Environment={"B": "job"}, MaxPayloadInMB=4, BatchStrategy="SingleRecord")
+    )
     env = job_environment(model, job)
     assert env["A"] == "model" and env["B"] == "job"
     assert env["SAGEMAKER_BATCH"] == "true"

@@ -46,7 +46,10 @@ def test_store_round_trip_and_describe_shape(tmp_path: Path) -> None:
     assert d["TransformJobStatus"] == "Failed"
     assert d["FailureReason"] == "ClientError: b/k: boom"
     assert d["TransformJobArn"] == "arn:aws:sagemaker:us-east-1:000000000000:transform-job/job-1"
-    assert d["MaxPayloadInMB"] == 6 and d["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://b/in/"
+    assert (
+        d["MaxPayloadInMB"] == 6
+        and d["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://b/in/"
+    )
     assert "Tags" not in d  # as in DescribeTransformJob
     assert isinstance(d["CreationTime"], float) and "TransformEndTime" in d
 
@@ -54,7 +57,9 @@ def test_store_round_trip_and_describe_shape(tmp_path: Path) -> None:
 def test_names_are_unique_case_insensitively(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite")
     store.create_job(record("Job-A"))
-    with pytest.raises(ResourceInUseError, match=r"already exists \(arn:aws:sagemaker:.*:transform-job/Job-A\)"):
+    with pytest.raises(
+        ResourceInUseError, match=r"already exists \(arn:aws:sagemaker:.*:transform-job/Job-A\)"
+    ):
         store.create_job(record("job-a"))
     with pytest.raises(ResourceNotFoundError, match="Requested resource not found"):
         store.get_job("job-b")

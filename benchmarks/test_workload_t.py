@@ -1,0 +1,142 @@
+"""Workload T: 2,000,000 rows x 20 float32 CSV in one object (~436 MB) in the embedded S3, the example
+ONNX MLP, MultiRecord, MaxPayloadInMB 6, Line split.
+
+Baseline, in the same run: one plain Python process streaming the same object with pyarrow's CSV
+reader into onnxruntime and writing the same text output (the model's own output_fn) to S3.
+Reported: rows/s of both and the ratio, time to the first output byte, peak RSS (process tree).
+``BENCH_T_ROWS`` shrinks the workload for a quick look.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from runner.config import RunnerConfig
+from runner.job import run_job
+from runner.state import TransformJobStatus
+from runner.storage import storage_for
+
+from .conftest import PeakRss
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = int(os.environ.get("BENCH_T_ROWS", "2000000"))
+BUCKET = "bench-t"
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def workload(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    build = _load(ROOT / "models" / "mlp-onnx" / "build.py", "mlp_onnx_build")
+    work = tmp_path_factory.mktemp("workload-t")
+    build.build(work / "model")
+    data = work / "t.csv"
+    build.make_csv(data, ROWS, 0)
+    storage = storage_for(f"s3://{BUCKET}/")
+    storage.ensure_bucket(f"s3://{BUCKET}/")
+    for src, dest in ((work / "model" / "model.tar.gz", "model/model.tar.gz"), (data, "in/t.csv")):
+        with storage.open_writer(f"s3://{BUCKET}/{dest}") as w, open(src, "rb") as f:
+            while chunk := f.read(8 << 20):
+                w.write(chunk)
+            w.commit()
+    model_dir = work / "extracted"
+    with tarfile.open(work / "model" / "model.tar.gz") as tar:
+        tar.extractall(model_dir, filter="data")
+    return {"size": data.stat().st_size, "model_dir": model_dir, "home": work / "home"}
+
+
+def baseline(model_dir: Path, out_key: str) -> dict[str, float]:
+    """The single-process reference: stream, parse, predict, format, upload; nothing else."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    hooks = _load(model_dir / "code" / "inference.py", "bench_t_hooks")
+    model = hooks.model_fn(str(model_dir))
+    s3 = boto3.client("s3")
+    t0 = time.perf_counter()
+    body = s3.get_object(Bucket=BUCKET, Key="in/t.csv")["Body"]
+    reader = pacsv.open_csv(
+        body,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=6 << 20),
+        convert_options=pacsv.ConvertOptions(column_types={f"f{i}": pa.float32() for i in range(20)}),
+    )
+    first_byte = None
+    rows = 0
+    with storage_for(f"s3://{BUCKET}/").open_writer(f"s3://{BUCKET}/{out_key}") as w:
+        for batch in reader:
+            x = np.column_stack([c.to_numpy() for c in batch.columns])
+            body_out, _ = hooks.output_fn(hooks.predict_fn(x, model), "text/csv")
+            w.write(body_out)
+            rows += batch.num_rows
+            if first_byte is None:
+                first_byte = time.perf_counter() - t0
+        w.commit()
+    elapsed = time.perf_counter() - t0
+    assert rows == ROWS
+    return {"rows_per_s": rows / elapsed, "seconds": elapsed, "first_output_s": first_byte or elapsed}
+
+
+def test_baseline_single_process(benchmark: Any, workload: dict[str, Any]) -> None:
+    with PeakRss() as rss:
+        result = benchmark.pedantic(baseline, args=(workload["model_dir"], "baseline/t.csv.out"), rounds=1)
+    result["peak_rss_mb"] = rss.peak / 1e6
+    RESULTS["baseline"] = result
+    benchmark.extra_info.update(result)
+
+
+def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -> None:
+    n = len(RESULTS) + 1
+
+    def job() -> dict[str, float]:
+        request = json.loads((ROOT / "models" / "mlp-onnx" / "job.json").read_text())
+        request["TransformJobName"] = f"bench-t-{n}-{int(time.time())}"
+        request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/in/"
+        request["TransformOutput"]["S3OutputPath"] = f"s3://{BUCKET}/out"
+        model = json.loads((ROOT / "models" / "mlp-onnx" / "model.json").read_text())
+        model["PrimaryContainer"]["ModelDataUrl"] = f"s3://{BUCKET}/model/model.tar.gz"
+        t0, wall0 = time.perf_counter(), time.time()
+        record = run_job(request, RunnerConfig(home=workload["home"], progress=False), model_request=model)
+        elapsed = time.perf_counter() - t0
+        assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+        counters = record.describe()["x-runner"]
+        assert counters["records"] == ROWS
+        busy = record.transform_end_time - record.transform_start_time
+        return {
+            "rows_per_s": ROWS / elapsed,
+            "seconds": elapsed,
+            "seconds_after_workers_ready": busy,
+            "startup_s": elapsed - busy,
+            # Workers ready, then the first object's first result (measured inside its feeder task).
+            "first_output_s": record.transform_start_time - wall0 + counters.get("first_output_s", 0.0),
+        }
+
+    with PeakRss() as rss:
+        result = benchmark.pedantic(job, rounds=1)
+    result["peak_rss_mb"] = rss.peak / 1e6
+    RESULTS["runner"] = result
+    benchmark.extra_info.update(result)
+    if "baseline" in RESULTS:
+        ratio = result["rows_per_s"] / RESULTS["baseline"]["rows_per_s"]
+        benchmark.extra_info["ratio_vs_baseline"] = ratio
+        print(
+            f"\nworkload T, {ROWS} rows: {json.dumps(RESULTS, indent=1)}\nratio runner/baseline = {ratio:.3f}"
+        )

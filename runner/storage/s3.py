@@ -1,0 +1,392 @@
+"""``s3://`` storage on boto3: paginated listing, streamed and ranged GETs, a multipart writer.
+
+This is the only module that sees botocore: every botocore/boto3 exception becomes a
+``StorageError`` in ``translate_error``. The client is built lazily in each process from the
+standard AWS environment, so an ``S3Storage`` pickles without it and can cross Ray processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.exceptions as boto_errors
+import urllib3.exceptions
+from botocore.config import Config
+
+from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
+from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, WriterBase, split_s3_uri
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 120.0
+MAX_POOL_CONNECTIONS = 64
+PART_SIZE_BYTES = 8 * 1024 * 1024
+MAX_PARTS = 10_000
+# Part size doubles every this many parts, so 10,000 parts reach S3's 5 TB object limit.
+PARTS_PER_SIZE_STEP = 1_000
+
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"})
+# fmt: off
+ACCESS_DENIED_CODES = frozenset({
+    "AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+    "AccountProblem", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "KMS.AccessDeniedException",
+})
+TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled",
+    "TooManyRequestsException", "RequestTimeout", "RequestTimeoutException", "InternalError",
+    "ServiceUnavailable", "500", "503",
+})
+# fmt: on
+TRANSIENT_EXCEPTIONS: tuple[type[Exception], ...] = (
+    boto_errors.EndpointConnectionError,
+    boto_errors.ConnectTimeoutError,
+    boto_errors.ProxyConnectionError,
+    boto_errors.HTTPClientError,  # ReadTimeoutError, ConnectionClosedError, ResponseStreamingError
+    boto_errors.IncompleteReadError,
+    urllib3.exceptions.HTTPError,  # a raw stream read that botocore did not wrap
+    ConnectionError,
+    TimeoutError,
+)
+CREDENTIAL_EXCEPTIONS: tuple[type[Exception], ...] = (
+    boto_errors.NoCredentialsError,
+    boto_errors.PartialCredentialsError,
+    boto_errors.CredentialRetrievalError,
+)
+
+
+def translate_error(exc: BaseException, operation: str, uri: str, redact: Iterable[str] = ()) -> StorageError:
+    """The one place botocore errors become runner errors; the message names the operation, the
+    URI and the AWS error code and message. Strings in ``redact`` (secrets) never reach the text."""
+    if isinstance(exc, boto_errors.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "")) or "Unknown"
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        http = f" (HTTP {status})" if status and str(status) != code else ""
+        detail = f"{code}{http}: {error.get('Message', '') or exc}"
+        cls: type[StorageError]
+        if code in NOT_FOUND_CODES or status == 404:
+            cls, hint = ObjectNotFoundError, "; the bucket or key does not exist"
+        elif code in ACCESS_DENIED_CODES or status == 403:
+            cls = AccessDeniedError
+            hint = "; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions"
+        elif code in TRANSIENT_CODES or status >= 500 or status == 429:
+            cls, hint = TransientStorageError, "; still failing after botocore's retries"
+        else:
+            cls, hint = StorageError, ""
+    elif isinstance(exc, CREDENTIAL_EXCEPTIONS):
+        cls, detail = AccessDeniedError, f"{type(exc).__name__}: {exc}"
+        hint = "; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile / role)"
+    elif isinstance(exc, boto_errors.SSLError):
+        cls, detail, hint = StorageError, f"{type(exc).__name__}: {exc}", ""
+    elif isinstance(exc, TRANSIENT_EXCEPTIONS):
+        cls, detail = TransientStorageError, f"{type(exc).__name__}: {exc}"
+        hint = "; check AWS_ENDPOINT_URL_S3 and the network"
+    else:
+        cls, detail, hint = StorageError, f"{type(exc).__name__}: {exc}", ""
+    message = f"S3 {operation} {uri} failed: {detail}{hint}"
+    for secret in redact:
+        if secret:
+            message = message.replace(secret, "***")
+    return cls(message, uri)
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach S3. ``None`` credentials mean boto3's default chain (profile, role, ...)."""
+
+    endpoint_url: str | None = None
+    region: str = DEFAULT_REGION
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    retry_mode: str = "standard"
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
+        env = os.environ if environ is None else environ
+        attempts = env.get("AWS_MAX_ATTEMPTS") or str(DEFAULT_MAX_ATTEMPTS)
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise StorageError(f"AWS_MAX_ATTEMPTS={attempts!r} is not allowed; use a whole number >= 1")
+        return cls(
+            # AWS_ENDPOINT_URL_S3 first: AWS_ENDPOINT_URL alone would also redirect every other service.
+            endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            retry_mode=env.get("AWS_RETRY_MODE") or "standard",
+            max_attempts=int(attempts),
+        )
+
+    def make_client(self) -> Any:
+        config = Config(
+            retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},
+            # Path style: local endpoints (SeaweedFS, MinIO) have no per-bucket DNS names.
+            s3={"addressing_style": "path"} if self.endpoint_url else None,
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+            max_pool_connections=MAX_POOL_CONNECTIONS,
+            tcp_keepalive=True,
+        )
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            aws_session_token=self.session_token,
+            config=config,
+        )
+
+
+def _etag(raw: object) -> str:
+    return str(raw or "").strip('"')
+
+
+class S3Storage:
+    """``Storage`` for ``s3://``. Without explicit settings it follows the process environment,
+    rebuilding its client if the AWS_* variables change (Ray reuses worker processes)."""
+
+    def __init__(self, settings: S3Settings | None = None) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._cached: tuple[S3Settings, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self._settings}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._settings = state["settings"]
+        self._lock = threading.Lock()
+        self._cached = None
+
+    @property
+    def settings(self) -> S3Settings:
+        return self._settings if self._settings is not None else S3Settings.from_env()
+
+    def client(self) -> Any:
+        settings = self.settings
+        cached = self._cached
+        if cached is not None and cached[0] == settings:
+            return cached[1]
+        with self._lock:
+            if self._cached is None or self._cached[0] != settings:
+                try:
+                    self._cached = (settings, settings.make_client())
+                except Exception as e:
+                    raise self._error(e, "CreateClient", settings.endpoint_url or "s3://") from e
+            return self._cached[1]
+
+    def _error(self, exc: BaseException, operation: str, uri: str) -> StorageError:
+        settings = self._cached[0] if self._cached else self.settings
+        return translate_error(exc, operation, uri, redact=(settings.secret_access_key or "",))
+
+    def _object(self, uri: str) -> tuple[str, str]:
+        bucket, key = split_s3_uri(uri)
+        if not key:
+            raise StorageError(f"S3 URI {uri!r} names a bucket, not an object", uri)
+        return bucket, key
+
+    def list_objects(self, prefix_uri: str) -> Iterator[ObjectInfo]:
+        bucket, prefix = split_s3_uri(prefix_uri)
+        try:
+            pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if key.endswith("/"):
+                        continue  # a console "folder" marker, not data
+                    yield ObjectInfo(f"s3://{bucket}/{key}", key, int(obj["Size"]), _etag(obj.get("ETag")))
+        except Exception as e:
+            raise self._error(e, "ListObjectsV2", prefix_uri) from e
+
+    def list_buckets(self) -> list[str]:
+        try:
+            return [b["Name"] for b in self.client().list_buckets().get("Buckets", [])]
+        except Exception as e:
+            raise self._error(e, "ListBuckets", "s3://") from e
+
+    def head(self, uri: str) -> ObjectInfo:
+        bucket, key = self._object(uri)
+        try:
+            r = self.client().head_object(Bucket=bucket, Key=key)
+        except Exception as e:
+            raise self._error(e, "HeadObject", uri) from e
+        return ObjectInfo(uri, key, int(r["ContentLength"]), _etag(r.get("ETag")))
+
+    def iter_chunks(
+        self, uri: str, chunk_size: int = DEFAULT_CHUNK_SIZE, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        bucket, key = self._object(uri)
+        if start < 0 or (end is not None and end < 0) or chunk_size <= 0:
+            raise StorageError(f"bad range for {uri}: start={start} end={end} chunk_size={chunk_size}", uri)
+        if end is not None and end <= start:
+            return
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if start or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            body = self.client().get_object(**kwargs)["Body"]
+        except boto_errors.ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "InvalidRange":
+                return  # start at or past the end: like data[start:end], nothing
+            raise self._error(e, "GetObject", uri) from e
+        except Exception as e:
+            raise self._error(e, "GetObject", uri) from e
+        try:
+            while True:
+                try:
+                    chunk = body.read(chunk_size)
+                except Exception as e:
+                    raise self._error(e, "GetObject (reading the body)", uri) from e
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()  # an abandoned stream must not hold a pooled connection
+
+    def read_bytes(self, uri: str) -> bytes:
+        return b"".join(self.iter_chunks(uri))
+
+    def put_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
+        with self.open_writer(uri, content_type=content_type) as writer:
+            writer.write(data)
+            return writer.commit()
+
+    def open_writer(
+        self, uri: str, content_type: str | None = None, kms_key_id: str | None = None
+    ) -> S3Writer:
+        bucket, key = self._object(uri)
+        return S3Writer(self, bucket, key, content_type, kms_key_id)
+
+    def ensure_bucket(self, uri: str) -> None:
+        bucket, _ = split_s3_uri(uri)
+        client = self.client()
+        try:
+            client.head_bucket(Bucket=bucket)
+            return
+        except Exception as e:
+            error = self._error(e, "HeadBucket", f"s3://{bucket}")
+            if not isinstance(error, ObjectNotFoundError):
+                raise error from e
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        region = self.settings.region
+        if region != DEFAULT_REGION:
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            client.create_bucket(**kwargs)
+        except Exception as e:
+            if "BucketAlreadyOwnedByYou" not in str(e):  # created meanwhile by us: fine
+                raise self._error(e, "CreateBucket", f"s3://{bucket}") from e
+
+
+def part_size_for(part_number: int) -> int:
+    """8 MiB for the first 1,000 parts, doubling every 1,000 after (S3: >= 5 MiB, <= 10,000 parts)."""
+    return PART_SIZE_BYTES << ((part_number - 1) // PARTS_PER_SIZE_STEP)
+
+
+class S3Writer(WriterBase):
+    """Buffers into parts and uploads each as it fills; a small object becomes one PutObject."""
+
+    def __init__(
+        self, storage: S3Storage, bucket: str, key: str, content_type: str | None, kms_key_id: str | None
+    ) -> None:
+        self._storage = storage
+        self._bucket = bucket
+        self._key = key
+        self.uri = f"s3://{bucket}/{key}"
+        self._extra: dict[str, str] = {}
+        if content_type:
+            self._extra["ContentType"] = content_type
+        if kms_key_id:
+            self._extra["ServerSideEncryption"] = "aws:kms"
+            self._extra["SSEKMSKeyId"] = kms_key_id
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._size = 0
+        self.committed = False
+        self.aborted = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._check_open()
+        view = memoryview(data).cast("B")
+        self._size += len(view)
+        pos = 0
+        while pos < len(view):
+            target = part_size_for(len(self._parts) + 1)
+            if not self._buffer and len(view) - pos >= target:
+                self._upload_part(bytes(view[pos : pos + target]))  # a whole part straight from the input
+                pos += target
+                continue
+            take = min(target - len(self._buffer), len(view) - pos)
+            self._buffer += view[pos : pos + take]
+            pos += take
+            if len(self._buffer) >= target:
+                self._upload_part(bytes(self._buffer))
+                self._buffer.clear()
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._storage.client(), operation)(Bucket=self._bucket, Key=self._key, **kwargs)
+        except Exception as e:
+            raise self._storage._error(e, _op_name(operation), self.uri) from e
+
+    def _upload_part(self, body: bytes) -> None:
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(f"{self.uri}: over {MAX_PARTS} parts, past S3's object size limit", self.uri)
+        try:
+            if self._upload_id is None:
+                r = self._call("create_multipart_upload", **self._extra)
+                self._upload_id = str(r["UploadId"])
+            r = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
+        except StorageError:
+            self._abort_quietly()
+            raise
+        self._parts.append({"PartNumber": number, "ETag": r["ETag"]})
+
+    def commit(self) -> ObjectInfo:
+        self._check_open()
+        try:
+            if self._upload_id is None:
+                r = self._call("put_object", Body=bytes(self._buffer), **self._extra)
+            else:
+                if self._buffer:
+                    self._upload_part(bytes(self._buffer))  # the last part may be under 5 MiB
+                parts = {"Parts": self._parts}
+                r = self._call("complete_multipart_upload", UploadId=self._upload_id, MultipartUpload=parts)
+        except StorageError:
+            self._abort_quietly()
+            raise
+        self._buffer = bytearray()
+        self.committed = True
+        return ObjectInfo(self.uri, self._key, self._size, _etag(r.get("ETag")))
+
+    def abort(self) -> None:
+        if self.committed or self.aborted:
+            return
+        self.aborted = True
+        self._buffer = bytearray()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            self._call("abort_multipart_upload", UploadId=upload_id)
+
+    def _abort_quietly(self) -> None:
+        with suppress(StorageError):  # the caller raises the error that made us abort
+            self.abort()
+
+
+def _op_name(method: str) -> str:
+    """``upload_part`` -> ``UploadPart``, the name AWS uses in its errors."""
+    return "".join(word.capitalize() for word in method.split("_"))
