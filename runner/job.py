@@ -20,7 +20,7 @@ from runner.feeder import FeedSettings, ObjectResult, RemoteProgressCounter, rem
 from runner.instances import instance_spec
 from runner.model import ModelSpec, job_environment, parse_create_model
 from runner.plan import InputObject, plan_inputs
-from runner.pool import WorkerPool, size_instances
+from runner.pool import WorkerPool, check_fits, size_instances
 from runner.spec import (
     DEFAULT_MAX_CONCURRENT_TRANSFORMS,
     DEFAULT_MAX_PAYLOAD_MB,
@@ -198,7 +198,8 @@ def execute(
 ) -> JobRecord:
     spec, model = job.spec, job.model
     ensure_ray(config)
-    environment = job_environment(model, spec)
+    # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
+    environment = {**aws_environment(), **job_environment(model, spec)}
     cache_dir = str(config.model_cache_dir)
     params = None
     if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:
@@ -214,6 +215,9 @@ def execute(
     )
     for note in sizing.notes:
         on_note(note)
+    if config.ray_address is not None:
+        alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        check_fits(resources.instance_type, resources.instance_count, sizing, alive)
     pool = WorkerPool.start(
         model,
         environment,

@@ -82,6 +82,35 @@ def size_instances(
     )
 
 
+def check_fits(
+    instance_type: str, count: int, sizing: InstanceSizing, nodes: list[Mapping[str, float]]
+) -> None:
+    """Fail before placing anything when the cluster's nodes cannot hold the instances at all.
+
+    Each instance must fit one node (first fit over the nodes' total resources); what other jobs
+    hold right now is left to the placement timeout.
+    """
+    need = {"CPU": sizing.cpus_per_worker * sizing.workers, "GPU": sizing.gpus_per_worker * sizing.workers}
+    free = [dict(n) for n in nodes]
+    placed = 0
+    for _ in range(count):
+        for node in free:
+            if all(node.get(k, 0.0) + 1e-9 >= v for k, v in need.items() if v):
+                for k, v in need.items():
+                    node[k] = node.get(k, 0.0) - v
+                placed += 1
+                break
+    if placed < count:
+        biggest = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
+        raise WorkerStartupError(
+            f"TransformResources: {count} x {instance_type} needs {need['CPU']:g} CPUs"
+            + (f" and {need['GPU']:g} GPUs" if need["GPU"] else "")
+            + f" on one node per instance; this Ray cluster can hold {placed} such instance(s) (its largest "
+            f"node has {biggest[0]:g} CPUs, {biggest[1]:g} GPUs). Choose a smaller "
+            "TransformResources.InstanceType, lower TransformResources.InstanceCount, or add nodes"
+        )
+
+
 @dataclass
 class WorkerPool:
     """The started workers, grouped by instance."""

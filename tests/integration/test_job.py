@@ -271,3 +271,47 @@ def test_model_tarball_from_s3(bucket: Bucket, tmp_path: Path, home: Path) -> No
     record = run(job_request("tarball", bucket.name), model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert bucket.get("out/a.csv.out") == b"3.0\n"
+
+
+FAILING_LOAD = """
+def model_fn(model_dir):
+    raise RuntimeError("weights are corrupt")
+"""
+
+
+def test_model_fn_failure_fails_the_job_with_the_hook_named(
+    bucket: Bucket, tmp_path: Path, home: Path
+) -> None:
+    model = model_request("sum", write_model(tmp_path / "m", FAILING_LOAD))
+    bucket.put("in/a.csv", b"1\n")
+    record = run(job_request("load-fails", bucket.name), model, home)
+    assert record.status is TransformJobStatus.FAILED
+    assert record.failure_reason.startswith("ClientError: ")
+    assert "model_fn raised RuntimeError: weights are corrupt" in record.failure_reason
+    assert record.transform_end_time is not None
+    assert bucket.keys("out/") == []
+
+
+def test_instances_that_cannot_fit_an_existing_cluster_fail_fast(
+    bucket: Bucket, sum_model: dict[str, Any], home: Path
+) -> None:
+    """With --ray-address the cluster is taken as it is: no scaling down, a message naming the setting."""
+    bucket.put("in/a.csv", b"1\n")
+    request = job_request("too-big", bucket.name, TransformResources={"InstanceType": "ml.m5.24xlarge"})
+    record = run(request, sum_model, home, ray_address="auto")  # the test session's Ray is already connected
+    assert record.status is TransformJobStatus.FAILED
+    assert "1 x ml.m5.24xlarge needs 96 CPUs on one node per instance" in record.failure_reason
+    assert "TransformResources.InstanceType" in record.failure_reason
+    assert bucket.keys("out/") == []
+
+
+def test_instance_bigger_than_the_machine_is_scaled_down_on_local_ray(
+    bucket: Bucket, sum_model: dict[str, Any], home: Path
+) -> None:
+    bucket.put("in/a.csv", b"1,2\n")
+    notes: list[str] = []
+    request = job_request("scaled", bucket.name, TransformResources={"InstanceType": "ml.m5.24xlarge"})
+    record = run_job(request, RunnerConfig(home=home), model_request=sum_model, on_note=notes.append)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert any("ml.m5.24xlarge has 96 vCPUs" in n and "runs on 2 CPUs" in n for n in notes)
+    assert bucket.get("out/a.csv.out") == b"3.0\n"
