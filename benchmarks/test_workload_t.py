@@ -31,7 +31,7 @@ from .conftest import PeakRss
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("BENCH_T_ROWS", "2000000"))
 BUCKET = "bench-t"
-RESULTS: dict[str, dict[str, float]] = {}
+RESULTS: dict[str, dict[str, Any]] = {}
 
 
 def _load(path: Path, name: str) -> Any:
@@ -120,6 +120,7 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -
         counters = record.describe()["x-runner"]
         assert counters["records"] == ROWS
         busy = record.transform_end_time - record.transform_start_time
+        RESULTS["runner_detail"] = {"feeder_s": counters["feeder_s"], "workers": counters["workers"]}
         return {
             "rows_per_s": ROWS / elapsed,
             "seconds": elapsed,

@@ -66,6 +66,11 @@ class _Buffer:
         self.eof = True
         return False
 
+    def copy(self, start: int, end: int) -> bytes:
+        """One copy of ``data[start:end]`` (slicing the bytearray first would make two)."""
+        with memoryview(self.data) as view:
+            return bytes(view[start:end])
+
     def consume(self, end: int) -> None:
         self.offset += end - self.pos
         self.pos = end
@@ -121,7 +126,7 @@ def pack(
             continue
         count = splitter.record_count(buf.data, start, end)
         offset = buf.offset
-        data = splitter.record_data(buf.data, start, end) if single else bytes(buf.data[start:end])
+        data = splitter.record_data(buf.data, start, end) if single else buf.copy(start, end)
         buf.consume(end)
         yield Payload(index, data, record, count, offset)
         index += 1

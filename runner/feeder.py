@@ -9,10 +9,13 @@ memory by payload size, not object size.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,7 @@ from runner.storage import storage_for
 GZIP_WBITS = 31
 GUNZIP_OUT_BYTES = 8 * 1024 * 1024
 PROGRESS_EVERY_S = 0.5
+READ_AHEAD_PAYLOADS = 2
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,67 @@ def payloads_of(obj: InputObject, chunks: Iterable[bytes], settings: FeedSetting
     )
 
 
+_END = object()
+
+
+def read_ahead(items: Iterator[Payload], depth: int) -> Generator[Payload, None, None]:
+    """Produce payloads in a thread, ``depth`` ahead, so reading and splitting the object overlap with
+    dispatching payloads and writing results (socket reads and gunzip release the GIL)."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class BackgroundWriter:
+    """Adds results to the output in a single thread, in order, so uploads overlap with the rest.
+    At most ``depth`` results wait, which bounds memory."""
+
+    def __init__(self, out: OutputAssembler, depth: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
+        self._pending: deque[Future[None]] = deque()
+        self._out = out
+        self._depth = depth
+
+    def add(self, body: bytes) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._out.add, body))
+
+    def flush(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def failure(obj: InputObject, e: BaseException) -> tuple[str, str]:
     """(message, kind) for an object that failed; user-side faults are ClientErrors, as SageMaker's."""
     cause = e.cause if isinstance(e, ray.exceptions.RayTaskError) and e.cause is not None else e
@@ -122,6 +187,7 @@ def run_object(
     counts = {"records": 0, "payloads": 0, "bytes_in": 0}
     reported = dict.fromkeys(counts, 0)
     first_output_s: float | None = None
+    timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
     last_report = t0
 
     def report(force: bool = False) -> None:
@@ -139,23 +205,53 @@ def run_object(
         )
         with OutputAssembler(writer, settings.assemble_with) as out:
             window: deque[Any] = deque()
-            start = zlib.crc32(obj.uri.encode()) % len(workers)  # spread one-payload objects out
-            for p in payloads_of(obj, source.iter_chunks(obj.uri), settings):
-                if len(window) >= settings.max_in_flight:
-                    out.add(ray.get(window.popleft()))
-                    if first_output_s is None:
-                        first_output_s = time.perf_counter() - t0
-                worker = workers[(start + p.index) % len(workers)]
-                window.append(worker.transform.remote(p.data, obj.name, p.index))
-                counts["records"] += p.record_count
-                counts["payloads"] += 1
-                counts["bytes_in"] += len(p.data)
-                report()
-            while window:
-                out.add(ray.get(window.popleft()))
+            background = BackgroundWriter(out, READ_AHEAD_PAYLOADS)
+
+            def write_head() -> None:
+                """Write the oldest outstanding result (results are written in payload order)."""
+                nonlocal first_output_s
+                t1 = time.perf_counter()
+                body = ray.get(window.popleft())
+                t2 = time.perf_counter()
+                background.add(body)
+                t3 = time.perf_counter()
+                timings["wait_result_s"] += t2 - t1
+                timings["write_s"] += t3 - t2
                 if first_output_s is None:
-                    first_output_s = time.perf_counter() - t0
+                    first_output_s = t3 - t0
+
+            start = zlib.crc32(obj.uri.encode()) % len(workers)  # spread one-payload objects out
+            payloads = read_ahead(
+                payloads_of(obj, source.iter_chunks(obj.uri), settings), READ_AHEAD_PAYLOADS
+            )
+            try:
+                while True:
+                    t1 = time.perf_counter()
+                    p = next(payloads, None)
+                    timings["read_split_s"] += time.perf_counter() - t1
+                    if p is None:
+                        break
+                    while len(window) >= settings.max_in_flight:
+                        write_head()
+                    worker = workers[(start + p.index) % len(workers)]
+                    window.append(worker.transform.remote(p.data, obj.name, p.index))
+                    counts["records"] += p.record_count
+                    counts["payloads"] += 1
+                    counts["bytes_in"] += len(p.data)
+                    # Write what is already done, so output starts early and memory stays low.
+                    while window and ray.wait([window[0]], timeout=0)[0]:
+                        write_head()
+                    report()
+                while window:
+                    write_head()
+                t1 = time.perf_counter()
+                background.flush()
+            finally:
+                # Stop both threads before the upload is committed or aborted.
+                payloads.close()
+                background.close()
             out.commit()
+            timings["write_s"] += time.perf_counter() - t1
         report(force=True)
         return ObjectResult(
             obj.uri,
@@ -166,7 +262,7 @@ def run_object(
             bytes_in=counts["bytes_in"],
             bytes_out=out.bytes_out,
             first_output_s=first_output_s,
-            timings={"total_s": time.perf_counter() - t0},
+            timings={**timings, "total_s": time.perf_counter() - t0},
         )
     except Exception as e:  # the object fails; the job goes on with the others
         report(force=True)

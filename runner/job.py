@@ -243,12 +243,14 @@ def execute(
             max_in_flight=sizing.workers * config.in_flight_per_worker,
         )
         results = _feed_all(job, pool, settings, store, config, on_progress)
+        worker_stats = pool.stats()
     finally:
         pool.shutdown()
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("%s", r.error)
     counters = _counters(job, results)
+    counters["workers"] = worker_stats
     if failed:
         first = failed[0]
         return store.update_job(
@@ -289,6 +291,13 @@ def _counters(
     firsts = [r.first_output_s for r in results if r.first_output_s is not None]
     if firsts:
         out["first_output_s"] = min(firsts)
+    # Where the feeders' time went, summed over objects (they overlap with the workers' time).
+    feeder: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            feeder[k] = feeder.get(k, 0.0) + v
+    if feeder:
+        out["feeder_s"] = {k: round(v, 3) for k, v in feeder.items()}
     return out
 
 

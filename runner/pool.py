@@ -171,6 +171,12 @@ class WorkerPool:
             raise
         return pool
 
+    def stats(self) -> list[dict[str, Any]]:
+        """Per worker: pid, node, model load time, payloads done, seconds busy in the hooks."""
+        workers = [w for ws in self.instances for w in ws]
+        stats = ray.get([w.stats.remote() for w in workers])
+        return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
+
     def shutdown(self) -> None:
         for workers in self.instances:
             for w in workers:
@@ -182,14 +188,14 @@ class WorkerPool:
 
 def wait_ready(pending: list[Any], timeout_s: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
-    ready, rest = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
+    _, rest = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
     if rest:
         raise WorkerStartupError(
             f"{len(rest)} of {len(pending)} model workers were not ready within {timeout_s:g}s "
             "(model download and model_fn included); raise --worker-ready-timeout or check the model"
         )
     infos = []
-    for ref in ready:
+    for ref in pending:  # in start order, so infos line up with the workers
         try:
             infos.append(ray.get(ref, timeout=max(0.0, deadline - time.monotonic()) + 1))
         except ray.exceptions.RayTaskError as e:

@@ -79,7 +79,7 @@ class ModelWorker:
         return body
 
     def stats(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "payloads": self.payloads, "busy_s": self.busy_s}
+        return {"payloads": self.payloads, "busy_s": round(self.busy_s, 3)}
 
 
 def probe_execution_parameters(

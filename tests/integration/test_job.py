@@ -315,3 +315,37 @@ def test_instance_bigger_than_the_machine_is_scaled_down_on_local_ray(
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert any("ml.m5.24xlarge has 96 vCPUs" in n and "runs on 2 CPUs" in n for n in notes)
     assert bucket.get("out/a.csv.out") == b"3.0\n"
+
+
+PID_MODEL = """
+import os
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    return f"{os.getpid()}\\n", accept
+"""
+
+
+def test_objects_spread_over_instances_and_model_from_an_s3_prefix(
+    bucket: Bucket, tmp_path: Path, home: Path
+) -> None:
+    src = write_model(tmp_path / "m", PID_MODEL)
+    bucket.put("models/pid/code/inference.py", (src / "code" / "inference.py").read_bytes())
+    model = model_request("pid", f"s3://{bucket.name}/models/pid/")
+    for i in range(8):
+        bucket.put(f"in/{i}.csv", b"x\n")
+    request = job_request(
+        "instances",
+        bucket.name,
+        ModelName="pid",
+        TransformResources={"InstanceCount": 2},
+        BatchStrategy="SingleRecord",
+    )
+    record = run(request, model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    pids = {bucket.get(f"out/{i}.csv.out") for i in range(8)}
+    assert len(pids) == 2  # one worker per instance (MaxConcurrentTransforms 1), both used
+    workers = record.describe()["x-runner"]["workers"]
+    assert len(workers) == 2 and all(w["payloads"] > 0 for w in workers)
