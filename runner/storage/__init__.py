@@ -81,6 +81,28 @@ class Storage(Protocol):
         ...
 
 
+class StorageBase:
+    """Whole-object reads and writes, built on each scheme's streaming primitives."""
+
+    def iter_chunks(
+        self, uri: str, chunk_size: int = DEFAULT_CHUNK_SIZE, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def open_writer(
+        self, uri: str, content_type: str | None = None, kms_key_id: str | None = None
+    ) -> ObjectWriter:
+        raise NotImplementedError
+
+    def read_bytes(self, uri: str) -> bytes:
+        return b"".join(self.iter_chunks(uri))
+
+    def put_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
+        with self.open_writer(uri, content_type=content_type) as writer:
+            writer.write(data)
+            return writer.commit()
+
+
 class WriterBase:
     """The context-manager half of every ``ObjectWriter``: an exception, or no commit, means abort."""
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError
-from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, WriterBase
+from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, WriterBase
 
 SCHEME = "file://"
 TEMP_SUFFIX = ".batch-transform-partial"
@@ -61,7 +61,7 @@ def _info(path: str, operation: str) -> ObjectInfo:
     return ObjectInfo(_uri(path), path, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
 
 
-class LocalStorage:
+class LocalStorage(StorageBase):
     """``Storage`` for ``file://`` URIs."""
 
     def list_objects(self, prefix_uri: str) -> Iterator[ObjectInfo]:
@@ -119,14 +119,6 @@ class LocalStorage:
                 yield chunk
         finally:
             f.close()
-
-    def read_bytes(self, uri: str) -> bytes:
-        return b"".join(self.iter_chunks(uri))
-
-    def put_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
-        with self.open_writer(uri, content_type=content_type) as writer:
-            writer.write(data)
-            return writer.commit()
 
     def open_writer(
         self, uri: str, content_type: str | None = None, kms_key_id: str | None = None

@@ -20,7 +20,7 @@ import urllib3.exceptions
 from botocore.config import Config
 
 from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
-from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, WriterBase, split_s3_uri
+from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, WriterBase, split_s3_uri
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_ATTEMPTS = 5
@@ -153,7 +153,7 @@ def _etag(raw: object) -> str:
     return str(raw or "").strip('"')
 
 
-class S3Storage:
+class S3Storage(StorageBase):
     """``Storage`` for ``s3://``. Without explicit settings it follows the process environment,
     rebuilding its client if the AWS_* variables change (Ray reuses worker processes)."""
 
@@ -254,14 +254,6 @@ class S3Storage:
                 yield chunk
         finally:
             body.close()  # an abandoned stream must not hold a pooled connection
-
-    def read_bytes(self, uri: str) -> bytes:
-        return b"".join(self.iter_chunks(uri))
-
-    def put_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
-        with self.open_writer(uri, content_type=content_type) as writer:
-            writer.write(data)
-            return writer.commit()
 
     def open_writer(
         self, uri: str, content_type: str | None = None, kms_key_id: str | None = None
