@@ -16,7 +16,7 @@ import ray
 
 from runner.config import RunnerConfig
 from runner.errors import Problem, ResourceInUseError, ResourceNotFoundError, RunnerError, SpecError
-from runner.feeder import FeedSettings, ObjectResult, RemoteProgressCounter, remote_run_object
+from runner.feeder import FeedSettings, ObjectResult, RemoteProgressCounter, remote_run_object, remote_warm
 from runner.instances import instance_spec
 from runner.model import ModelSpec, job_environment, parse_create_model
 from runner.plan import InputObject, plan_inputs
@@ -39,6 +39,8 @@ MIB = 1024 * 1024
 AWS_ENV_PREFIXES = ("AWS_",)
 POLL_S = 0.5
 STORE_EVERY_S = 2.0
+WARM_FEEDERS = 2
+WARM_WAIT_S = 10.0
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 
@@ -198,6 +200,7 @@ def execute(
 ) -> JobRecord:
     spec, model = job.spec, job.model
     ensure_ray(config)
+    warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
     # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
     environment = {**aws_environment(), **job_environment(model, spec)}
     cache_dir = str(config.model_cache_dir)
@@ -229,6 +232,7 @@ def execute(
         config.worker_ready_timeout_s,
     )
     try:
+        ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
         store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
         limit_mb = resolved.max_payload_mb
         settings = FeedSettings(
