@@ -16,6 +16,8 @@ from runner.spec import BatchStrategy
 from runner.splitters import Splitter
 
 MIB = 1024 * 1024
+# A framed record (RecordIO parts, TFRecord) is under 3x its data; see pack's SingleRecord check.
+FRAME_SLACK = 3
 
 
 @dataclass(frozen=True)
@@ -110,35 +112,56 @@ def pack(
             return
         start = buf.pos
         end: int | None
-        if single:
-            end = splitter.record_end(buf.data, start, buf.eof)
-            too_big = limit is not None and (end - start if end is not None else buf.remaining) > limit
-        elif limit is None:
-            end = len(buf.data) if buf.eof else None
-            too_big = False
-        else:
-            end = splitter.greedy_end(buf.data, start, limit, buf.eof)
-            too_big = end == start
-        if too_big:
-            _raise_oversize(buf, splitter, name, record, limit_mb)
-        if end is None:
-            buf.fill()
-            continue
-        count = splitter.record_count(buf.data, start, end)
+        try:
+            if single:
+                # The cap applies to the bytes sent (a framed record's data); only a record whose frame
+                # is far past the cap is refused before it is complete, so memory stays bounded.
+                end = splitter.record_end(buf.data, start, buf.eof)
+                too_big = limit is not None and end is None and buf.remaining > FRAME_SLACK * limit + 1024
+            elif limit is None:
+                end = len(buf.data) if buf.eof else None
+                too_big = False
+            else:
+                end = splitter.greedy_end(buf.data, start, limit, buf.eof)
+                too_big = end == start
+            if too_big:
+                _raise_oversize(buf, splitter, name, record, limit_mb)
+            if end is None:
+                buf.fill()
+                continue
+            count = splitter.record_count(buf.data, start, end)
+        except RecordFormatError as e:
+            if e.uri:
+                raise
+            raise _located(e, buf, name, record) from None
         offset = buf.offset
         data = splitter.record_data(buf.data, start, end) if single else buf.copy(start, end)
+        if single and limit is not None and len(data) > limit:
+            _raise_oversize(buf, splitter, name, record, limit_mb, size=len(data))
         buf.consume(end)
         yield Payload(index, data, record, count, offset)
         index += 1
         record += count
 
 
-def _raise_oversize(buf: _Buffer, splitter: Splitter, name: str, record: int, limit_mb: int) -> None:
-    """Find the oversize record's full size (reading on if needed) and fail with it."""
-    while True:
+def _located(e: RecordFormatError, buf: _Buffer, name: str, record: int) -> RecordFormatError:
+    """A splitter's error (buffer index, record count from the payload's start) made absolute, with
+    the object's name: ``<name>: record <n> at byte <offset>: <what is wrong>``."""
+    index = record + max(e.record_index, 0)
+    offset = buf.offset + e.byte_offset - buf.pos if e.byte_offset >= 0 else buf.offset
+    return RecordFormatError(
+        f"{name}: record {index} at byte {offset}: {e}", uri=name, record_index=index, byte_offset=offset
+    )
+
+
+def _raise_oversize(
+    buf: _Buffer, splitter: Splitter, name: str, record: int, limit_mb: int, size: int | str | None = None
+) -> None:
+    """Fail with the oversize record's size (found by reading on, unless given)."""
+    while size is None:
         end = splitter.record_end(buf.data, buf.pos, buf.eof)
         if end is not None:
-            size: int | str = end - buf.pos
+            size = end - buf.pos
             break
         if not buf.fill():
             size = buf.remaining

@@ -57,8 +57,14 @@ def greedy_end_by_records(
 def splitter_for(split_type: SplitType) -> Splitter:
     """The splitter for a SplitType other than None (None sends whole objects and needs no splitter)."""
     from runner.splitters.line import LineSplitter
+    from runner.splitters.recordio import RecordIOSplitter
+    from runner.splitters.tfrecord import TFRecordSplitter
 
-    registry: dict[SplitType, Splitter] = {SplitType.LINE: LineSplitter()}
+    registry: dict[SplitType, Splitter] = {
+        SplitType.LINE: LineSplitter(),
+        SplitType.RECORDIO: RecordIOSplitter(),
+        SplitType.TFRECORD: TFRecordSplitter(),
+    }
     try:
         return registry[split_type]
     except KeyError:
