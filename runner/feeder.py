@@ -23,6 +23,7 @@ import ray
 
 from runner.assembly import OutputAssembler
 from runner.batching import Payload, pack, pack_whole
+from runner.dataprocessing import ObjectProcessor, RecordProcessing
 from runner.errors import RecordFormatError, RunnerError
 from runner.plan import InputObject
 from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
@@ -48,6 +49,8 @@ class FeedSettings:
     output_content_type: str
     kms_key_id: str | None
     max_in_flight: int
+    # DataProcessing (CONTRACT 6.4); None when the job leaves it at the default.
+    processing: RecordProcessing | None = None
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,17 @@ def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
         raise RecordFormatError(f"{name}: truncated gzip stream (the last member has no end)", uri=name)
 
 
-def payloads_of(obj: InputObject, chunks: Iterable[bytes], settings: FeedSettings) -> Iterator[Payload]:
+def payloads_of(
+    obj: InputObject,
+    chunks: Iterable[bytes],
+    settings: FeedSettings,
+    processor: ObjectProcessor | None = None,
+) -> Iterator[Payload]:
     if settings.compression is CompressionType.GZIP:
         chunks = gunzip(chunks, obj.name)
+    if processor is not None:
+        # InputFilter per record before packing, so the payload limit counts the bytes sent.
+        chunks = processor.input_chunks(chunks)
     if settings.split_type is SplitType.NONE:
         return pack_whole(chunks, settings.limit_bytes, obj.name, settings.limit_mb)
     return pack(
@@ -203,8 +214,15 @@ def run_object(
         writer = storage_for(obj.output_uri).open_writer(
             obj.output_uri, content_type=settings.output_content_type, kms_key_id=settings.kms_key_id
         )
+        processor = (
+            ObjectProcessor(settings.processing, obj.name, settings.strategy is BatchStrategy.SINGLE_RECORD)
+            if settings.processing is not None
+            else None
+        )
         with OutputAssembler(writer, settings.assemble_with) as out:
             window: deque[Any] = deque()
+            # Per outstanding payload: (its original records, first record, index) for DataProcessing.
+            pending: deque[tuple[list[bytes], int, int]] = deque()
             background = BackgroundWriter(out, READ_AHEAD_PAYLOADS)
 
             def write_head() -> None:
@@ -213,6 +231,9 @@ def run_object(
                 t1 = time.perf_counter()
                 body = ray.get(window.popleft())
                 t2 = time.perf_counter()
+                records, first, index = pending.popleft()
+                if processor is not None:
+                    body = processor.output(body, records, first, index)
                 background.add(body)
                 t3 = time.perf_counter()
                 timings["wait_result_s"] += t2 - t1
@@ -222,7 +243,7 @@ def run_object(
 
             start = zlib.crc32(obj.uri.encode()) % len(workers)  # spread one-payload objects out
             payloads = read_ahead(
-                payloads_of(obj, source.iter_chunks(obj.uri), settings), READ_AHEAD_PAYLOADS
+                payloads_of(obj, source.iter_chunks(obj.uri), settings, processor), READ_AHEAD_PAYLOADS
             )
             try:
                 while True:
@@ -235,6 +256,8 @@ def run_object(
                         write_head()
                     worker = workers[(start + p.index) % len(workers)]
                     window.append(worker.transform.remote(p.data, obj.name, p.index))
+                    originals = processor.take(p.record_count) if processor is not None else []
+                    pending.append((originals, p.first_record, p.index))
                     counts["records"] += p.record_count
                     counts["payloads"] += 1
                     counts["bytes_in"] += len(p.data)

@@ -1,21 +1,24 @@
 """What a job will read and write: the input listing and each object's output key (CONTRACT 4.1, 6.1).
 
 The listing is taken once, when the job is created; objects written later under the prefix (our own
-outputs, say) are not read.
+outputs, say) are not read. A ManifestFile names its objects itself: ``prefix + entry`` each, with
+the output named after the entry.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
-from runner.errors import Problem, SpecError
+from runner.errors import Problem, SpecError, StorageError
 from runner.spec import S3DataType, TransformJobSpec
 from runner.storage import ObjectInfo, Storage, split_s3_uri
 
 log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIX = ".out"
+MANIFEST_FORM = '[{"prefix": "s3://bucket/prefix/"}, "relative/key/1", ...]'
 
 
 @dataclass(frozen=True)
@@ -63,53 +66,91 @@ def no_objects_message(uri: str, region: str) -> str:
 def plan_inputs(spec: TransformJobSpec, storage: Storage, region: str = "us-east-1") -> list[InputObject]:
     """List the input and pair every object with its output URI; fail before anything runs."""
     source = spec.transform_input
-    if source.data_type is not S3DataType.S3_PREFIX:
+    if source.data_type is S3DataType.MANIFEST_FILE:
+        prefix_uri, entries = read_manifest(source.s3_uri, storage)
+        # Not listed (each entry is read when its turn comes): size -1 and no ETag mean "unknown".
+        found = [(prefix_uri + entry, -1, "", entry.lstrip("/")) for entry in entries]
+    elif source.data_type is S3DataType.S3_PREFIX:
+        prefix_uri = source.s3_uri
+        _, prefix = split_s3_uri(prefix_uri)
+        objects: list[ObjectInfo] = list(storage.list_objects(prefix_uri))
+        if not objects:
+            raise _uri_error(source.s3_uri, no_objects_message(source.s3_uri, region))
+        found = [(o.uri, o.size, o.etag, relative_key(prefix, o.key)) for o in objects]
+    else:
         raise SpecError(
             [
                 Problem(
                     "transformInput.dataSource.s3DataSource.s3DataType",
                     str(source.data_type),
-                    "Member must be S3Prefix (ManifestFile is not supported yet by this runner)",
-                )
-            ]
-        )
-    _, prefix = split_s3_uri(source.s3_uri)
-    objects: list[ObjectInfo] = list(storage.list_objects(source.s3_uri))
-    if not objects:
-        raise SpecError(
-            [
-                Problem(
-                    "transformInput.dataSource.s3DataSource.s3Uri",
-                    source.s3_uri,
-                    no_objects_message(source.s3_uri, region),
+                    "Member must be S3Prefix or ManifestFile",
                 )
             ]
         )
     out_path = spec.transform_output.s3_output_path
     planned: list[InputObject] = []
     seen: dict[str, str] = {}
-    for obj in objects:
-        rel = relative_key(prefix, obj.key)
+    for uri, size, etag, rel in found:
         out = output_uri(out_path, rel)
         if out in seen:
-            raise SpecError(
-                [
-                    Problem(
-                        "transformInput.dataSource.s3DataSource.s3Uri",
-                        source.s3_uri,
-                        f"input objects {seen[out]} and {obj.uri} would both write {out}; "
-                        "each input object must map to its own output",
-                    )
-                ]
+            raise _uri_error(
+                source.s3_uri,
+                f"input objects {seen[out]} and {uri} would both write {out}; "
+                "each input object must map to its own output",
             )
-        seen[out] = obj.uri
-        planned.append(InputObject(obj.uri, obj.size, obj.etag, rel, out))
-    in_bucket_prefix = source.s3_uri.rstrip("/")
+        seen[out] = uri
+        planned.append(InputObject(uri, size, etag, rel, out))
+    in_bucket_prefix = prefix_uri.rstrip("/")
     if out_path.rstrip("/").startswith(in_bucket_prefix):
         log.warning(
             "S3OutputPath %s lies inside the input prefix %s: outputs written now are not read by this "
             "job, but a later job with the same input would read them",
             out_path,
-            source.s3_uri,
+            prefix_uri,
         )
     return planned
+
+
+def _uri_error(uri: str, text: str) -> SpecError:
+    return SpecError([Problem("transformInput.dataSource.s3DataSource.s3Uri", uri, text)])
+
+
+def read_manifest(uri: str, storage: Storage) -> tuple[str, list[str]]:
+    """A ManifestFile's prefix and entries (CONTRACT 4.1): ``[{"prefix": "s3://b/p/"}, "rel/1", ...]``.
+
+    Each input is ``prefix + entry``, plain concatenation; the objects need not exist yet (a missing
+    one fails when it is read). A manifest that cannot be read or parsed, or that repeats an entry,
+    is refused here, before anything runs.
+    """
+    try:
+        text = storage.read_bytes(uri).decode("utf-8")
+        manifest = json.loads(text)
+    except StorageError as e:
+        raise _uri_error(uri, f"the manifest cannot be read: {e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _uri_error(uri, f"the manifest is not valid JSON: {e}") from None
+    head = manifest[0] if isinstance(manifest, list) and manifest else None
+    prefix = head.get("prefix") if isinstance(head, dict) else None
+    if not isinstance(prefix, str):
+        raise _uri_error(uri, f"the manifest must be {MANIFEST_FORM}; it starts with {text.lstrip()[:40]!r}")
+    if not prefix.startswith("s3://") or not prefix[len("s3://") :].split("/", 1)[0]:
+        raise _uri_error(uri, f"the manifest's prefix {prefix!r} must be an s3://bucket/prefix URI")
+    entries = manifest[1:]
+    if not entries:
+        raise _uri_error(uri, f"the manifest lists no objects after its prefix; expected {MANIFEST_FORM}")
+    first: dict[str, int] = {}
+    for position, entry in enumerate(entries, start=1):
+        if not isinstance(entry, str) or not entry:
+            raise _uri_error(
+                uri,
+                f"manifest entry {position} is {json.dumps(entry)}; entries are non-empty strings, "
+                "keys relative to the prefix",
+            )
+        if entry in first:
+            raise _uri_error(
+                uri,
+                f"manifest entries {first[entry]} and {position} are both {entry!r}; each object may be "
+                "listed once (its output is named after the entry)",
+            )
+        first[entry] = position
+    return prefix, list(first)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from runner.dataprocessing import jsonpath_problem, setup_problem
 from runner.errors import Problem, SpecError
 from runner.instances import INSTANCE_TYPES, unknown_instance_type
 from runner.shapes import camel_path, validate_request
@@ -66,15 +67,7 @@ OPERATION = "CreateTransformJob"
 # Values SageMaker accepts that this runner does not run yet, by field path; delete an entry (or a
 # value) when its feature lands. NON_DEFAULT stands for "any value other than the default".
 NON_DEFAULT = "<not default>"
-NOT_SUPPORTED_YET: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "transformInput.splitType": frozenset({SplitType.RECORDIO, SplitType.TFRECORD}),
-        "transformInput.dataSource.s3DataSource.s3DataType": frozenset({S3DataType.MANIFEST_FILE}),
-        "dataProcessing.inputFilter": frozenset({NON_DEFAULT}),
-        "dataProcessing.outputFilter": frozenset({NON_DEFAULT}),
-        "dataProcessing.joinSource": frozenset({JoinSource.INPUT}),
-    }
-)
+NOT_SUPPORTED_YET: Mapping[str, frozenset[str]] = MappingProxyType({})
 # Documented maxima the service model lacks (CONTRACT §1, §2 rule 1).
 EXTRA_MAXIMA: Mapping[tuple[str, ...], int] = MappingProxyType(
     {("MaxPayloadInMB",): MAX_PAYLOAD_LIMIT_MB, ("TransformResources", "InstanceCount"): MAX_INSTANCE_COUNT}
@@ -228,7 +221,8 @@ def _extra_problems(request: Mapping[str, Any], bad: set[str]) -> list[Problem]:
             problems.extend(_s3_uri_problems(path, uri))
     path, data_type = field("TransformInput", "DataSource", "S3DataSource", "S3DataType")
     if data_type in NOT_FOR_TRANSFORM:
-        supported = [t for t in S3DataType if t not in NOT_FOR_TRANSFORM and t not in NOT_SUPPORTED_YET[path]]
+        not_yet = NOT_SUPPORTED_YET.get(path, frozenset())
+        supported = [t for t in S3DataType if t not in NOT_FOR_TRANSFORM and t not in not_yet]
         problems.append(
             Problem(path, data_type, f"{NOT_FOR_TRANSFORM[data_type]}; supported: [{', '.join(supported)}]")
         )
@@ -277,6 +271,8 @@ def _data_processing_problems(request: Mapping[str, Any], bad: set[str]) -> list
                     f'Supported operators for "{_get(request, *media)}" are {operators}',
                 )
             )
+        elif (unsupported := jsonpath_problem(key, expr, _get(request, *media))) is not None:
+            problems.append(Problem(path, expr, unsupported))
     # Only members already valid count, so one bad value is not reported twice.
     defaults = {"InputFilter": "$", "OutputFilter": "$", "JoinSource": JoinSource.NONE}
     used = [
@@ -290,6 +286,11 @@ def _data_processing_problems(request: Mapping[str, Any], bad: set[str]) -> list
             allowed = ", ".join(DATA_PROCESSING_CONTENT_TYPES)
             text = f"Member must be one of [{allowed}] when DataProcessing sets {', '.join(used)}"
             problems.append(Problem(camel_path(parent, key), value, text))
+    media = (_get(request, "TransformInput", "ContentType"), _get(request, "TransformOutput", "Accept"))
+    if used and not problems and all(m in DATA_PROCESSING_CONTENT_TYPES for m in media):
+        split, join = _get(request, "TransformInput", "SplitType"), dp.get("JoinSource")
+        setup = setup_problem(*media, split, join)
+        problems.extend([Problem(*setup)] if setup and setup[0] not in bad else [])
     return problems
 
 

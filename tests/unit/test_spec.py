@@ -167,6 +167,51 @@ def test_valid_variants(edit: Edit) -> None:
     parse_transform_job(seed(edit))
 
 
+@pytest.mark.parametrize("split_type", [SplitType.RECORDIO, SplitType.TFRECORD])
+def test_recordio_and_tfrecord_are_accepted(split_type: SplitType) -> None:
+    spec = parse_transform_job(seed(put("TransformInput", "SplitType", value=str(split_type))))
+    assert spec.transform_input.split_type is split_type
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        put(*S3_SOURCE, "S3DataType", value="ManifestFile"),
+        put("DataProcessing", value={"InputFilter": "$[1:]"}),
+        put("DataProcessing", value={"OutputFilter": "$[0,-1]"}),
+        put("DataProcessing", value={"JoinSource": "Input"}),
+        put(
+            "DataProcessing", value={"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,5:]"}
+        ),
+        lambda r: r.update(
+            DataProcessing={
+                "InputFilter": "$.features",
+                "JoinSource": "Input",
+                "OutputFilter": "$['id', 'x']",
+            },
+            TransformInput={**r["TransformInput"], "ContentType": "application/jsonlines"},
+            TransformOutput={**r["TransformOutput"], "Accept": "application/json"},
+        ),
+        lambda r: r.update(  # SplitType None: each application/json object is one record
+            DataProcessing={"JoinSource": "Input"},
+            TransformInput={**r["TransformInput"], "ContentType": "application/json", "SplitType": "None"},
+            TransformOutput={**r["TransformOutput"], "Accept": "application/json"},
+        ),
+    ],
+)
+def test_manifest_and_data_processing_are_accepted(edit: Edit) -> None:
+    request = seed(edit)
+    spec = parse_transform_job(request)
+    dp = request.get("DataProcessing", {})
+    assert spec.data_processing == DataProcessing(
+        dp.get("InputFilter", "$"), dp.get("OutputFilter", "$"), JoinSource(dp.get("JoinSource", "None"))
+    )
+    assert (
+        spec.transform_input.data_type
+        == request["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"]
+    )
+
+
 def test_model_client_config_and_gzip_values() -> None:
     def edit(r: dict[str, Any]) -> None:
         r["ModelClientConfig"] = {"InvocationsTimeoutInSeconds": 30, "InvocationsMaxRetries": 0}
@@ -363,40 +408,44 @@ INVALID: list[tuple[str, Edit, str, str]] = [
     ("float-for-int", put("MaxConcurrentTransforms", value=2.0), "maxConcurrentTransforms", "integer"),
     ("list-for-structure", put("TransformInput", value=["x"]), "transformInput", "structure"),
     (
-        "recordio-not-yet",
-        put("TransformInput", "SplitType", value="RecordIO"),
-        "transformInput.splitType",
-        "supported: [None, Line]",
-    ),
-    (
-        "tfrecord-not-yet",
-        put("TransformInput", "SplitType", value="TFRecord"),
-        "transformInput.splitType",
-        "not supported yet",
-    ),
-    (
-        "manifest-not-yet",
-        put(*S3_SOURCE, "S3DataType", value="ManifestFile"),
-        "transformInput.dataSource.s3DataSource.s3DataType",
-        "supported: [S3Prefix]",
-    ),
-    (
-        "input-filter-not-yet",
-        put("DataProcessing", value={"InputFilter": "$[1:]"}),
+        "jsonpath-two-ranges",
+        put("DataProcessing", value={"InputFilter": "$[0:2,246:]"}),
         "dataProcessing.inputFilter",
-        "not supported yet by this runner; supported: [$]",
+        "Invalid JsonPath: $[0:2,246:]: only single range filters of format (eg: [1:5]) are supported. "
+        "Format [0:2,246:] is not supported",
     ),
     (
-        "output-filter-not-yet",
-        put("DataProcessing", value={"OutputFilter": "$[0,-1]"}),
+        "jsonpath-nested-multi-select",
+        lambda r: r.update(
+            DataProcessing={"OutputFilter": "$['a','b.c']"},
+            TransformOutput={**r["TransformOutput"], "Accept": "application/json"},
+        ),
         "dataProcessing.outputFilter",
-        "supported: [$]",
+        "Invalid OutputFilter: \"$['a','b.c']\". nested paths inside a multi-select are not supported",
     ),
     (
-        "join-not-yet",
-        put("DataProcessing", value={"JoinSource": "Input"}),
-        "dataProcessing.joinSource",
-        "supported: [None]",
+        "jsonpath-csv-needs-indexes",
+        put("DataProcessing", value={"InputFilter": "$.features"}),
+        "dataProcessing.inputFilter",
+        "A text/csv record is an array of fields",
+    ),
+    (
+        "data-processing-split-none-csv",
+        lambda r: r.update(
+            DataProcessing={"InputFilter": "$[1:]"},
+            TransformInput={**r["TransformInput"], "SplitType": "None"},
+        ),
+        "transformInput.splitType",
+        "SplitType None makes each object one record, which only application/json can be",
+    ),
+    (
+        "data-processing-join-mixed-types",
+        lambda r: r.update(
+            DataProcessing={"JoinSource": "Input"},
+            TransformOutput={**r["TransformOutput"], "Accept": "application/json"},
+        ),
+        "transformOutput.accept",
+        "ContentType (text/csv) and Accept must both be text/csv or both JSON",
     ),
     (
         "jsonpath-characters",
@@ -417,7 +466,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "augmented-manifest",
         put(*S3_SOURCE, "S3DataType", value="AugmentedManifestFile"),
         "transformInput.dataSource.s3DataSource.s3DataType",
-        "not compatible with batch transform; supported: [S3Prefix]",
+        "not compatible with batch transform; supported: [S3Prefix, ManifestFile]",
     ),
     (
         "converse",
@@ -492,7 +541,7 @@ def test_every_problem_reported_at_once() -> None:
         del r["ModelName"]
         r["MaxPayloadInMB"] = 101
         r["BatchStrategy"] = "Single"
-        r["TransformInput"]["SplitType"] = "RecordIO"
+        r["TransformInput"]["SplitType"] = "Recordio"
         r["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = "https://bucket/in"
         r["TransformResources"]["InstanceCount"] = 0
         r["Environment"] = {"bad-key": "v"}
@@ -543,8 +592,8 @@ def test_spec_pickles() -> None:
 
 
 def test_not_supported_yet_is_one_table() -> None:
-    assert NOT_SUPPORTED_YET["transformInput.splitType"] == {SplitType.RECORDIO, SplitType.TFRECORD}
-    assert NOT_SUPPORTED_YET["dataProcessing.joinSource"] == {JoinSource.INPUT}
+    assert not NOT_SUPPORTED_YET.get("transformInput.splitType")  # every SplitType runs
+    assert "dataProcessing.joinSource" not in NOT_SUPPORTED_YET
     assert CompressionType.GZIP not in NOT_SUPPORTED_YET.get("transformInput.compressionType", set())
 
 
