@@ -1,4 +1,4 @@
-"""``batch-transform``: run | validate | describe | list | s3.
+"""``batch-transform``: run | validate | describe | list | serve | s3.
 
 Exit codes: 0 success (job Completed), 1 job Failed, 2 invalid request or usage, 3 other errors.
 """
@@ -177,6 +177,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from runner.api import serve  # imports Ray: only for the commands that run jobs
+    from runner.sigv4 import identities_from_env
+
+    def ready(url: str) -> None:
+        err.print(
+            f"SageMaker API on {url} (jobs in {_config(args).store_path}); requests must be SigV4-signed "
+            "with this process's AWS_ACCESS_KEY_ID",
+            highlight=False,
+        )
+
+    try:
+        serve(args.host, args.port, _config(args), identities_from_env(), args.allow_remote, on_ready=ready)
+    except ValueError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except OSError as e:
+        err.print(f"error: cannot serve on {args.host}:{args.port}: {e}", highlight=False, markup=False)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def cmd_s3(args: argparse.Namespace) -> int:
     from runner.storage.embedded import EmbeddedS3
 
@@ -271,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="ListTransformJobs")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)
+
+    srv = sub.add_parser("serve", help="a SageMaker-compatible API (boto3 sagemaker client, endpoint_url)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8090, help="default: 8090; 0 picks a free port")
+    srv.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
+    srv.add_argument("--ray-address", help="run jobs on this Ray cluster instead of a local one")
+    srv.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
+    srv.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    srv.set_defaults(func=cmd_serve)
 
     s3 = sub.add_parser("s3", help="the embedded S3 server (SeaweedFS on 127.0.0.1)")
     s3.add_argument("--data-dir", help="default: <home>/s3")

@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from runner.config import RunnerConfig
+from runner.dataprocessing import processing_for
 from runner.errors import Problem, ResourceInUseError, ResourceNotFoundError, RunnerError, SpecError
 from runner.feeder import FeedSettings, ObjectResult, RemoteProgressCounter, remote_run_object, remote_warm
 from runner.instances import instance_spec
@@ -39,6 +40,7 @@ MIB = 1024 * 1024
 AWS_ENV_PREFIXES = ("AWS_",)
 POLL_S = 0.5
 STORE_EVERY_S = 2.0
+STOP_GRACE_S = 30.0  # for cancelled object tasks to abort their uploads before they are killed
 WARM_FEEDERS = 2
 WARM_WAIT_S = 10.0
 
@@ -197,7 +199,10 @@ def execute(
     config: RunnerConfig,
     on_progress: ProgressCallback | None,
     on_note: Callable[[str], None],
+    should_stop: Callable[[], bool] | None = None,
 ) -> JobRecord:
+    """Run a created job to its end. ``should_stop`` (StopTransformJob) is polled while objects are
+    fed; once true, running objects are cancelled (their uploads aborted) and the job ends Stopped."""
     spec, model = job.spec, job.model
     ensure_ray(config)
     warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
@@ -245,9 +250,11 @@ def execute(
             output_content_type=spec.transform_output.accept or "application/octet-stream",
             kms_key_id=spec.transform_output.kms_key_id,
             max_in_flight=sizing.workers * config.in_flight_per_worker,
+            processing=processing_for(spec),
         )
-        results = _feed_all(job, pool, settings, store, config, on_progress)
-        worker_stats = pool.stats()
+        results = _feed_all(job, pool, settings, store, config, on_progress, should_stop)
+        stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
+        worker_stats = [] if stopped else pool.stats()  # busy workers would answer after their payloads
     finally:
         pool.shutdown()
     failed = [r for r in results if not r.ok]
@@ -255,6 +262,10 @@ def execute(
         log.error("%s", r.error)
     counters = _counters(job, results)
     counters["workers"] = worker_stats
+    if stopped:
+        return store.update_job(
+            spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time(), counters=counters
+        )
     if failed:
         first = failed[0]
         return store.update_job(
@@ -312,6 +323,7 @@ def _feed_all(
     store: JobStore,
     config: RunnerConfig,
     on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[ObjectResult]:
     """Objects go to instances as instances free up, a few at a time per instance."""
     aws_env = aws_environment()
@@ -323,6 +335,13 @@ def _feed_all(
     last_store = time.monotonic()
     try:
         while queue or running:
+            if should_stop is not None and should_stop():
+                # A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out.
+                for ref in running:
+                    ray.cancel(ref)
+                if running:
+                    ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
+                break
             for i, workers in enumerate(pool.instances):
                 while queue and per_instance[i] < config.objects_in_flight_per_instance:
                     ref = remote_run_object.remote(queue.popleft(), settings, workers, progress, aws_env)

@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     creation_time REAL NOT NULL, last_modified_time REAL NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (
     name_key TEXT PRIMARY KEY, name TEXT NOT NULL, creation_time REAL NOT NULL, request TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_owners (name_key TEXT PRIMARY KEY, owner TEXT NOT NULL);
 """
 
 
@@ -209,6 +210,150 @@ class JobStore:
         with self._db() as db:
             row = db.execute("SELECT request FROM models WHERE name_key = ?", (name.lower(),)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    # The control plane's additions: models as resources, filtered listings, job ownership.
+
+    def create_model(self, name: str, request: Mapping[str, Any]) -> ModelEntry:
+        """CreateModel: a name taken already (in any case) raises ResourceInUseError."""
+        now = time.time()
+        with self._db() as db:
+            try:
+                db.execute(
+                    "INSERT INTO models VALUES (?, ?, ?, ?)", (name.lower(), name, now, json.dumps(request))
+                )
+            except sqlite3.IntegrityError:
+                raise ResourceInUseError(
+                    f'Cannot create already existing model "{model_arn(name)}".'
+                ) from None
+        return ModelEntry(name, dict(request), now)
+
+    def model_entry(self, name: str) -> ModelEntry | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT name, request, creation_time FROM models WHERE name_key = ?", (name.lower(),)
+            ).fetchone()
+        return None if row is None else ModelEntry(row[0], dict(json.loads(row[1])), row[2])
+
+    def delete_model(self, name: str) -> bool:
+        with self._db() as db:
+            return db.execute("DELETE FROM models WHERE name_key = ?", (name.lower(),)).rowcount > 0
+
+    def query_jobs(self, query: ListQuery) -> tuple[list[JobRecord], SortPosition | None]:
+        """One page of jobs; the position to pass as ``query.after`` for the next page, if any."""
+        rows, after = self._page("jobs", "record", query)
+        return [_load(r) for r in rows], after
+
+    def query_models(self, query: ListQuery) -> tuple[list[ModelEntry], SortPosition | None]:
+        if query.status_equals or query.last_modified_time_after or query.last_modified_time_before:
+            raise ValueError("models have no status or last-modified time to filter on")
+        rows, after = self._page("models", "json_array(name, request, creation_time)", query)
+        entries = []
+        for text in rows:
+            name, request, created = json.loads(text)
+            entries.append(ModelEntry(name, dict(json.loads(request)), created))
+        return entries, after
+
+    def _page(self, table: str, payload: str, q: ListQuery) -> tuple[list[str], SortPosition | None]:
+        column = SORT_COLUMNS[q.sort_by]
+        where, args = ["1"], list[Any]()
+        if q.name_contains:
+            where.append("instr(name_key, ?) > 0")
+            args.append(q.name_contains.lower())
+        if q.status_equals:
+            where.append("status = ?")
+            args.append(q.status_equals)
+        for sql_column, op, value in (
+            ("creation_time", ">", q.creation_time_after),
+            ("creation_time", "<", q.creation_time_before),
+            ("last_modified_time", ">", q.last_modified_time_after),
+            ("last_modified_time", "<", q.last_modified_time_before),
+        ):
+            if value is not None:
+                where.append(f"{sql_column} {op} ?")
+                args.append(value)
+        order = "DESC" if q.descending else "ASC"
+        if q.after is not None:
+            where.append(f"({column}, name_key) {'<' if q.descending else '>'} (?, ?)")
+            args += [q.after[0], q.after[1]]
+        sql = (
+            f"SELECT {column}, name_key, {payload} FROM {table} WHERE {' AND '.join(where)} "
+            f"ORDER BY {column} {order}, name_key {order} LIMIT ?"
+        )
+        with self._db() as db:
+            rows = db.execute(sql, [*args, q.limit + 1]).fetchall()
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        return [r[2] for r in rows], ((rows[-1][0], rows[-1][1]) if more else None)
+
+    def update_job_if(self, name: str, statuses: tuple[TransformJobStatus, ...], **changes: Any) -> JobRecord:
+        """Apply ``changes`` only while the job is in one of ``statuses``; returns the job as it is after."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                raise ResourceNotFoundError(
+                    f"Requested resource not found. (no transform job named {name!r})"
+                )
+            record = _load(row[0])
+            if record.status in statuses:
+                record = replace(record, last_modified_time=time.time(), **changes)
+                db.execute(
+                    "UPDATE jobs SET status = ?, last_modified_time = ?, record = ? WHERE name_key = ?",
+                    (str(record.status), record.last_modified_time, _dump(record), name.lower()),
+                )
+            db.execute("COMMIT")
+        return record
+
+    def claim_job(self, name: str, owner: str) -> None:
+        """Record which server process runs the job (see ``unfinished_owned_jobs``)."""
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO job_owners VALUES (?, ?)", (name.lower(), owner))
+
+    def unfinished_owned_jobs(self) -> list[tuple[JobRecord, str]]:
+        """InProgress / Stopping jobs that a server claimed, with their owner; jobs run by the CLI
+        have no owner and are not listed."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT j.record, o.owner FROM jobs j JOIN job_owners o ON o.name_key = j.name_key "
+                "WHERE j.status IN (?, ?)",
+                (str(TransformJobStatus.IN_PROGRESS), str(TransformJobStatus.STOPPING)),
+            ).fetchall()
+        return [(_load(r[0]), r[1]) for r in rows]
+
+
+# ListTransformJobs / ListModels SortBy -> column; ties are broken by the (unique) name.
+SORT_COLUMNS = {"Name": "name_key", "CreationTime": "creation_time", "Status": "status"}
+SortPosition = tuple[Any, str]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Filters, order and page of a List call (times in epoch seconds, filters strict as AWS's)."""
+
+    name_contains: str | None = None
+    status_equals: str | None = None
+    creation_time_after: float | None = None
+    creation_time_before: float | None = None
+    last_modified_time_after: float | None = None
+    last_modified_time_before: float | None = None
+    sort_by: str = "CreationTime"
+    descending: bool = True
+    limit: int = 10
+    after: SortPosition | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One stored CreateModel request."""
+
+    name: str
+    request: Mapping[str, Any]
+    creation_time: float
+
+    @property
+    def arn(self) -> str:
+        return model_arn(self.name)
 
 
 def _dump(record: JobRecord) -> str:
