@@ -349,3 +349,41 @@ def test_objects_spread_over_instances_and_model_from_an_s3_prefix(
     assert len(pids) == 2  # one worker per instance (MaxConcurrentTransforms 1), both used
     workers = record.describe()["x-runner"]["workers"]
     assert len(workers) == 2 and all(w["payloads"] > 0 for w in workers)
+
+
+PARAMS_MODEL = """
+import numpy
+
+def execution_parameters_fn():
+    return {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 1, "BatchStrategy": "SINGLE_RECORD"}
+
+def model_fn(model_dir):
+    return None
+
+def predict_fn(data, model):
+    return numpy.atleast_2d(data).sum(axis=1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "resolved"),
+    [
+        ({}, {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 1, "BatchStrategy": "SingleRecord"}),
+        (  # request > the model's execution parameters > defaults (CONTRACT 5.1)
+            {"BatchStrategy": "MultiRecord", "MaxConcurrentTransforms": 1},
+            {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 1, "BatchStrategy": "MultiRecord"},
+        ),
+    ],
+)
+def test_execution_parameters_fn_fills_what_the_request_left_out(
+    bucket: Bucket, tmp_path: Path, home: Path, overrides: dict[str, Any], resolved: dict[str, Any]
+) -> None:
+    model = model_request("sum", write_model(tmp_path / "m", PARAMS_MODEL))
+    bucket.put("in/a.csv", b"1,2\n3,4\n5,6\n")
+    record = run(job_request(f"params-{len(overrides)}", bucket.name, **overrides), model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    d = record.describe()
+    assert {k: d[k] for k in resolved} == resolved
+    assert d["x-runner"]["payloads"] == (3 if resolved["BatchStrategy"] == "SingleRecord" else 1)
+    assert len(d["x-runner"]["workers"]) == resolved["MaxConcurrentTransforms"]
+    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n11.0\n"
