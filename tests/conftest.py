@@ -6,6 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -61,3 +62,39 @@ def s3_bucket(s3_client: Any) -> Iterator[str]:
     # SeaweedFS deletes a non-empty bucket with its objects and pending uploads.
     with contextlib.suppress(Exception):
         s3_client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_server: Any) -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket plus helpers to put inputs and read outputs as a user would (boto3)."""
+
+    name: str
+    client: Any
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.name, Key=key)["Body"].read())
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def open_uploads(self) -> list[Any]:
+        return list(self.client.list_multipart_uploads(Bucket=self.name).get("Uploads", []))
+
+
+@pytest.fixture
+def bucket(s3_bucket: str) -> Bucket:
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
+    return Bucket(s3_bucket, client)

@@ -232,28 +232,42 @@ class S3Storage(StorageBase):
             raise StorageError(f"bad range for {uri}: start={start} end={end} chunk_size={chunk_size}", uri)
         if end is not None and end <= start:
             return
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if start or end is not None:
-            kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        try:
-            body = self.client().get_object(**kwargs)["Body"]
-        except boto_errors.ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "InvalidRange":
-                return  # start at or past the end: like data[start:end], nothing
-            raise self._error(e, "GetObject", uri) from e
-        except Exception as e:
-            raise self._error(e, "GetObject", uri) from e
-        try:
-            while True:
-                try:
-                    chunk = body.read(chunk_size)
-                except Exception as e:
-                    raise self._error(e, "GetObject (reading the body)", uri) from e
-                if not chunk:
-                    return
-                yield chunk
-        finally:
-            body.close()  # an abandoned stream must not hold a pooled connection
+        # botocore retries a failed GET, but not a body cut off mid-stream: that is resumed here with a
+        # ranged GET from the last byte received, pinned to the first response's ETag so a changed object
+        # fails instead of being stitched together.
+        pos, etag, resumes = start, None, 0
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            if pos or end is not None:
+                kwargs["Range"] = f"bytes={pos}-{'' if end is None else end - 1}"
+            if etag is not None:
+                kwargs["IfMatch"] = etag
+            try:
+                response = self.client().get_object(**kwargs)
+            except boto_errors.ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return  # start at or past the end: like data[start:end], nothing
+                raise self._error(e, "GetObject", uri) from e
+            except Exception as e:
+                raise self._error(e, "GetObject", uri) from e
+            etag = etag or response.get("ETag")
+            body = response["Body"]
+            try:
+                while True:
+                    try:
+                        chunk = body.read(chunk_size)
+                    except Exception as e:
+                        error = self._error(e, "GetObject (reading the body)", uri)
+                        if isinstance(error, TransientStorageError) and resumes < self.settings.max_attempts:
+                            resumes += 1
+                            break
+                        raise error from e
+                    if not chunk:
+                        return
+                    pos += len(chunk)
+                    yield chunk
+            finally:
+                body.close()  # an abandoned stream must not hold a pooled connection
 
     def open_writer(
         self, uri: str, content_type: str | None = None, kms_key_id: str | None = None

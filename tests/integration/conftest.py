@@ -1,17 +1,14 @@
-"""A real local Ray for the integration tests, started once, after the embedded S3 is up."""
+"""Helpers for the integration tests: model folders and requests (fixtures live in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import textwrap
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import boto3
-import pytest
+from tests.conftest import Bucket
 
 SUM_MODEL = """
 import numpy
@@ -22,15 +19,6 @@ def model_fn(model_dir):
 def predict_fn(data, model):
     return numpy.atleast_2d(data).sum(axis=1)
 """
-
-
-@pytest.fixture(scope="session")
-def ray_local(s3_server: Any) -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def write_model(root: Path, code: str, name: str = "inference.py") -> Path:
@@ -78,32 +66,8 @@ def job_request(name: str, bucket: str, **overrides: Any) -> dict[str, Any]:
     return request
 
 
-@dataclass
-class Bucket:
-    """A fresh bucket plus helpers to put inputs and read outputs as a user would (boto3)."""
-
-    name: str
-    client: Any
-
-    def put(self, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=self.name, Key=key, Body=body)
-
-    def get(self, key: str) -> bytes:
-        return bytes(self.client.get_object(Bucket=self.name, Key=key)["Body"].read())
-
-    def keys(self, prefix: str = "") -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
-
-    def open_uploads(self) -> list[Any]:
-        return list(self.client.list_multipart_uploads(Bucket=self.name).get("Uploads", []))
-
-
-@pytest.fixture
-def bucket(s3_bucket: str) -> Bucket:
-    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
-    return Bucket(s3_bucket, client)
-
-
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1)
+
+
+__all__ = ["SUM_MODEL", "Bucket", "dumps", "job_request", "model_request", "write_model"]
