@@ -19,6 +19,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from runner.container import RuntimeSettings
 from runner.errors import WorkerStartupError
 from runner.instances import InstanceSpec
 from runner.model import ModelSpec
@@ -130,6 +131,7 @@ class WorkerPool:
         content_type: str | None,
         accept: str | None,
         ready_timeout_s: float,
+        runtime: RuntimeSettings | None = None,
     ) -> WorkerPool:
         """Place ``count`` instances and start their workers (model fetch and model_fn included)."""
         bundle = {"CPU": sizing.cpus_per_worker}
@@ -160,7 +162,13 @@ class WorkerPool:
                     ).remote()
                     pending.append(
                         actor.setup.remote(
-                            model, environment, cache_dir, sizing.threads_per_worker, content_type, accept
+                            model,
+                            environment,
+                            cache_dir,
+                            sizing.threads_per_worker,
+                            content_type,
+                            accept,
+                            runtime,
                         )
                     )
                     workers.append(actor)

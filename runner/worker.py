@@ -1,5 +1,7 @@
 """The Ray actor that runs the model: loads it once, then turns payloads into response bodies.
 
+The model runs either in-process (the SageMaker hooks, ``handler.py``) or in its own serving
+container (``container.py``: one model server per worker); ``choose_runtime`` decides per job.
 User exceptions are wrapped here, and only here, with the object and payload they failed on.
 """
 
@@ -13,9 +15,10 @@ from typing import Any
 
 import ray
 
+from runner.container import ModelServer, RuntimeSettings
 from runner.errors import HandlerError
 from runner.handler import Handler
-from runner.model import ModelSpec, ensure_model_dir
+from runner.model import ModelSpec, choose_runtime, ensure_model_dir
 
 
 class ModelWorker:
@@ -24,6 +27,7 @@ class ModelWorker:
 
     def __init__(self) -> None:
         self._handler: Handler | None = None
+        self._server: ModelServer | None = None
         self._content_type: str | None = None
         self._accept: str | None = None
         self.payloads = 0
@@ -37,32 +41,57 @@ class ModelWorker:
         threads: int,
         content_type: str | None,
         accept: str | None,
+        runtime: RuntimeSettings | None = None,
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
-        # Hooks read their settings from os.environ, as in a SageMaker container; the thread count
-        # matches the worker's CPU share unless the model or job Environment sets it.
+        # Hooks (and a server process) read their settings from os.environ, as in a SageMaker
+        # container; the thread count matches the worker's CPU share unless an Environment sets it.
         os.environ["OMP_NUM_THREADS"] = str(threads)
         os.environ.update(environment)
         model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir))
-        handler = Handler.load(model_dir, image=model.image, environ=dict(os.environ))
-        handler.load_model()
-        self._handler = handler
+        settings = runtime or RuntimeSettings()
+        mode, why = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         self._content_type = content_type
         self._accept = accept
-        return {
-            "pid": os.getpid(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "model_load_s": time.perf_counter() - t0,
-            "family": handler.family,
-        }
+        info: dict[str, Any] = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+        if mode == "container":
+            server = ModelServer(
+                model_dir=model_dir,
+                image=model.image,
+                environ=os.environ,
+                sagemaker_env=environment,
+                settings=settings,
+                content_type=content_type,
+                accept=accept,
+                label=f"worker-{os.getpid()}",
+                cpus=threads,
+            )
+            server.start()
+            self._server = server
+            info.update(server.describe())
+        else:
+            handler = Handler.load(model_dir, image=model.image, environ=dict(os.environ))
+            handler.load_model()
+            self._handler = handler
+            info["family"] = handler.family
+        info.update(runtime=mode, runtime_reason=why, model_load_s=time.perf_counter() - t0)
+        return info
 
     def execution_parameters(self) -> dict[str, Any] | None:
+        if self._server is not None:
+            return self._server.execution_parameters()
         assert self._handler is not None, "setup() first"
         return self._handler.execution_parameters()
 
     def transform(self, data: bytes, name: str, index: int) -> bytes:
-        assert self._handler is not None, "setup() first"
         t0 = time.perf_counter()
+        if self._server is not None:
+            try:
+                return self._server.invoke(data, name, index)
+            finally:
+                self.busy_s += time.perf_counter() - t0
+                self.payloads += 1
+        assert self._handler is not None, "setup() first"
         try:
             body, _ = self._handler.transform(data, self._content_type, self._accept)
         except HandlerError as e:
@@ -79,17 +108,53 @@ class ModelWorker:
         return body
 
     def stats(self) -> dict[str, Any]:
-        return {"payloads": self.payloads, "busy_s": round(self.busy_s, 3)}
+        out: dict[str, Any] = {"payloads": self.payloads, "busy_s": round(self.busy_s, 3)}
+        if self._server is not None:
+            out["server_restarts"] = self._server.restarts
+        return out
+
+    def shutdown(self) -> None:
+        """Stop the model server (a killed actor's server gets SIGTERM from the kernel anyway)."""
+        if self._server is not None:
+            self._server.stop()
 
 
 def probe_execution_parameters(
-    model: ModelSpec, environment: Mapping[str, str], cache_dir: str
+    model: ModelSpec,
+    environment: Mapping[str, str],
+    cache_dir: str,
+    runtime: RuntimeSettings | None = None,
 ) -> dict[str, Any] | None:
-    """The model's own execution parameters (``execution_parameters_fn``), read before the workers are
-    sized; on one node this also fills the model cache the workers then reuse."""
+    """The model's own execution parameters (``execution_parameters_fn``, or a serving container's
+    ``GET /execution-parameters`` from a server started for this), read before the workers are sized;
+    on one node this also fills the model cache the workers then reuse. The task's process serves
+    other tasks later, so its environment is put back afterwards."""
+    saved = dict(os.environ)
     os.environ.update(environment)
-    model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir))
-    return Handler.load(model_dir, image=model.image, environ=dict(os.environ)).execution_parameters()
+    try:
+        model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir))
+        settings = runtime or RuntimeSettings()
+        mode, _ = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
+        if mode == "hooks":
+            return Handler.load(model_dir, image=model.image, environ=dict(os.environ)).execution_parameters()
+        server = ModelServer(
+            model_dir=model_dir,
+            image=model.image,
+            environ=os.environ,
+            sagemaker_env=environment,
+            settings=settings,
+            content_type=None,
+            accept=None,
+            label=f"probe-{os.getpid()}",
+        )
+        try:
+            server.start()
+            return server.execution_parameters()
+        finally:
+            server.stop()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 RemoteModelWorker = ray.remote(ModelWorker)
