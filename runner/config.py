@@ -13,6 +13,9 @@ HOME_ENV = "BATCH_TRANSFORM_HOME"
 WORKER_READY_TIMEOUT_S = 600
 DEFAULT_IN_FLIGHT_PER_WORKER = 2
 DEFAULT_OBJECTS_IN_FLIGHT_PER_INSTANCE = 4
+CSV_HEADER_MODES = ("none", "first-line")
+CONTAINER_STARTUP_TIMEOUT_S = 600
+MODEL_RUNTIMES = ("auto", "hooks", "container")
 
 
 def data_home(environ: dict[str, str] | None = None) -> Path:
@@ -44,6 +47,32 @@ class RunnerConfig:
     worker_ready_timeout_s: float = WORKER_READY_TIMEOUT_S
     install_requirements: bool = True
     progress: bool = True
+    # "auto": in-process hooks for models with code/inference.py and framework images, a serving
+    # container for other Images; "hooks" / "container" force one (runner/container.py).
+    model_runtime: str = "auto"
+    # The container's server in process mode; None = the `serve` executable in the model folder.
+    serve_command: str | None = None
+    # How long GET /ping may take to answer 200 after a model server starts.
+    container_startup_timeout_s: float = CONTAINER_STARTUP_TIMEOUT_S
+    # Input/output extensions (CONTRACT 9; off = SageMaker's bytes). "first-line": line 1 of each
+    # text/csv object split by Line is a header sent atop every payload, not a record.
+    csv_header: str = "none"
+    # With csv_header first-line: write the header once atop each .out.
+    csv_header_in_output: bool = False
+    # text/csv split by Line: a newline inside RFC 4180 quotes does not end a record.
+    csv_quoted_newlines: bool = False
+    # Parquet / Arrow IPC objects: payloads of whole row groups / record batches, not whole objects.
+    split_parquet_row_groups: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model_runtime not in MODEL_RUNTIMES:
+            raise ValueError(
+                f"model_runtime must be one of {', '.join(MODEL_RUNTIMES)}; got {self.model_runtime!r}"
+            )
+        if self.csv_header not in CSV_HEADER_MODES:
+            raise ValueError(
+                f"csv_header must be one of {', '.join(CSV_HEADER_MODES)}; got {self.csv_header!r}"
+            )
 
     @property
     def data_dir(self) -> Path:
@@ -56,3 +85,7 @@ class RunnerConfig:
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "model-cache"
+
+    def job_log_dir(self, job_name: str) -> Path:
+        """Where a job's model-server logs go (one file per worker)."""
+        return self.data_dir / "logs" / job_name

@@ -14,7 +14,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,17 +23,93 @@ import ray
 
 from runner.assembly import OutputAssembler
 from runner.batching import Payload, pack, pack_whole
+from runner.columnar import is_columnar, media_type, pack_columnar
+from runner.config import RunnerConfig
 from runner.dataprocessing import ObjectProcessor, RecordProcessing
-from runner.errors import RecordFormatError, RunnerError
+from runner.errors import Problem, RecordFormatError, RunnerError, SpecError
 from runner.plan import InputObject
 from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
 from runner.splitters import splitter_for
+from runner.splitters.csv import pack_with_header
 from runner.storage import storage_for
 
 GZIP_WBITS = 31
 GUNZIP_OUT_BYTES = 8 * 1024 * 1024
 PROGRESS_EVERY_S = 0.5
 READ_AHEAD_PAYLOADS = 2
+
+
+@dataclass(frozen=True)
+class InputKnobs:
+    """The input/output extensions in force for a job (CONTRACT 9); all off is SageMaker's behaviour."""
+
+    content_type: str = ""  # the job's ContentType, media type only
+    csv_header: bool = False  # line 1 of each object is a header, sent atop every payload
+    csv_header_in_output: bool = False  # ... and written once atop the .out
+    csv_quoted_newlines: bool = False  # Line records end at newlines outside RFC 4180 quotes
+    split_columnar: bool = False  # Parquet / Arrow IPC objects split by row group / record batch
+
+
+def input_knobs(
+    config: RunnerConfig,
+    content_type: str | None,
+    split_type: SplitType,
+    processing: RecordProcessing | None,
+) -> tuple[InputKnobs, list[str]]:
+    """The RunnerConfig knobs that apply to a job's input, and notes on those that do not. A knob that
+    cannot work with the request raises SpecError (naming the knob) before anything runs."""
+    media = media_type(content_type)
+    csv_lines = media == "text/csv" and split_type is SplitType.LINE
+    header = config.csv_header == "first-line"
+    notes: list[str] = []
+    problems: list[Problem] = []
+    where = f"ContentType {content_type or '(unset)'} with SplitType {split_type}"
+    if header and not csv_lines:
+        notes.append(f"csv_header first-line applies to text/csv split by Line, not to {where}: ignored")
+    if config.csv_header_in_output and not header:
+        problems.append(
+            Problem(
+                "RunnerConfig.csv_header_in_output",
+                True,
+                "needs csv_header first-line (the header it writes)",
+            )
+        )
+    if config.csv_quoted_newlines and not csv_lines:
+        notes.append(f"csv_quoted_newlines applies to text/csv split by Line, not to {where}: ignored")
+    if config.csv_quoted_newlines and csv_lines and processing is not None:
+        problems.append(
+            Problem(
+                "RunnerConfig.csv_quoted_newlines",
+                True,
+                "DataProcessing (InputFilter, JoinSource, OutputFilter) reads text/csv records line by line, "
+                "so it cannot be combined with csv_quoted_newlines: turn one of them off",
+            )
+        )
+    columnar = config.split_parquet_row_groups and is_columnar(media)
+    if config.split_parquet_row_groups and not columnar:
+        notes.append(
+            "split_parquet_row_groups applies to application/x-parquet and application/vnd.apache.arrow."
+            f"file / .stream objects, not to ContentType {content_type or '(unset)'}: ignored"
+        )
+    if columnar and split_type is not SplitType.NONE:
+        problems.append(
+            Problem(
+                "RunnerConfig.split_parquet_row_groups",
+                True,
+                f"splits {media} objects by row group itself, so SplitType must be None (SplitType "
+                f"{split_type} would cut the binary object at byte patterns)",
+            )
+        )
+    if problems:
+        raise SpecError(problems)
+    knobs = InputKnobs(
+        content_type=media,
+        csv_header=header and csv_lines,
+        csv_header_in_output=config.csv_header_in_output and csv_lines,
+        csv_quoted_newlines=config.csv_quoted_newlines and csv_lines,
+        split_columnar=columnar,
+    )
+    return knobs, notes
 
 
 @dataclass(frozen=True)
@@ -51,6 +127,8 @@ class FeedSettings:
     max_in_flight: int
     # DataProcessing (CONTRACT 6.4); None when the job leaves it at the default.
     processing: RecordProcessing | None = None
+    # Opt-in input/output extensions (CONTRACT 9); the default is SageMaker's behaviour.
+    knobs: InputKnobs = InputKnobs()
 
 
 @dataclass(frozen=True)
@@ -95,17 +173,50 @@ def payloads_of(
     chunks: Iterable[bytes],
     settings: FeedSettings,
     processor: ObjectProcessor | None = None,
+    on_header: Callable[[bytes], None] | None = None,
 ) -> Iterator[Payload]:
+    """``on_header`` gets a text/csv object's header line under ``csv_header first-line``."""
     if settings.compression is CompressionType.GZIP:
         chunks = gunzip(chunks, obj.name)
+    knobs = settings.knobs
+    if knobs.split_columnar:
+        return pack_columnar(
+            chunks, knobs.content_type, settings.strategy, settings.limit_bytes, obj.name, settings.limit_mb
+        )
+    splitter = (
+        splitter_for(settings.split_type, csv_quoted_newlines=knobs.csv_quoted_newlines)
+        if settings.split_type is not SplitType.NONE
+        else None
+    )
+    if knobs.csv_header and splitter is not None:
+        # The header is taken off before DataProcessing sees the records; InputFilter applies to it too,
+        # so the header sent names the columns sent.
+        processing = settings.processing
+        header_sent = None
+        if processing is not None and processing.filters_input:
+
+            def header_sent(header: bytes) -> bytes:
+                return b"".join(ObjectProcessor(processing, obj.name).input_chunks([header]))
+
+        return pack_with_header(
+            chunks,
+            splitter,
+            settings.strategy,
+            settings.limit_bytes,
+            obj.name,
+            settings.limit_mb,
+            on_header=on_header,
+            records=processor.input_chunks if processor is not None else None,
+            header_sent=header_sent,
+        )
     if processor is not None:
         # InputFilter per record before packing, so the payload limit counts the bytes sent.
         chunks = processor.input_chunks(chunks)
-    if settings.split_type is SplitType.NONE:
+    if splitter is None:
         return pack_whole(chunks, settings.limit_bytes, obj.name, settings.limit_mb)
     return pack(
         chunks,
-        splitter_for(settings.split_type),
+        splitter,
         settings.strategy,
         settings.limit_bytes,
         obj.name,
@@ -221,6 +332,8 @@ def run_object(
         )
         with OutputAssembler(writer, settings.assemble_with) as out:
             window: deque[Any] = deque()
+            # csv_header_in_output: the header, once read, until it is written atop the output.
+            header: list[bytes] = []
             # Per outstanding payload: (its original records, first record, index) for DataProcessing.
             pending: deque[tuple[list[bytes], int, int]] = deque()
             background = BackgroundWriter(out, READ_AHEAD_PAYLOADS)
@@ -234,6 +347,8 @@ def run_object(
                 records, first, index = pending.popleft()
                 if processor is not None:
                     body = processor.output(body, records, first, index)
+                if header:
+                    background.add(header.pop())
                 background.add(body)
                 t3 = time.perf_counter()
                 timings["wait_result_s"] += t2 - t1
@@ -242,8 +357,10 @@ def run_object(
                     first_output_s = t3 - t0
 
             start = zlib.crc32(obj.uri.encode()) % len(workers)  # spread one-payload objects out
+            on_header = header.append if settings.knobs.csv_header_in_output else None
             payloads = read_ahead(
-                payloads_of(obj, source.iter_chunks(obj.uri), settings, processor), READ_AHEAD_PAYLOADS
+                payloads_of(obj, source.iter_chunks(obj.uri), settings, processor, on_header),
+                READ_AHEAD_PAYLOADS,
             )
             try:
                 while True:
@@ -267,6 +384,8 @@ def run_object(
                     report()
                 while window:
                     write_head()
+                if header:  # a header-only object: its output is the header alone
+                    background.add(header.pop())
                 t1 = time.perf_counter()
                 background.flush()
             finally:

@@ -54,14 +54,19 @@ def greedy_end_by_records(
         end = nxt
 
 
-def splitter_for(split_type: SplitType) -> Splitter:
-    """The splitter for a SplitType other than None (None sends whole objects and needs no splitter)."""
+def splitter_for(split_type: SplitType, *, csv_quoted_newlines: bool = False) -> Splitter:
+    """The splitter for a SplitType other than None (None sends whole objects and needs no splitter).
+
+    ``csv_quoted_newlines`` (CONTRACT 9, for ``text/csv`` objects only; the caller checks the content
+    type) makes Line records end at newlines outside RFC 4180 quotes.
+    """
+    from runner.splitters.csv import CsvSplitter
     from runner.splitters.line import LineSplitter
     from runner.splitters.recordio import RecordIOSplitter
     from runner.splitters.tfrecord import TFRecordSplitter
 
     registry: dict[SplitType, Splitter] = {
-        SplitType.LINE: LineSplitter(),
+        SplitType.LINE: CsvSplitter() if csv_quoted_newlines else LineSplitter(),
         SplitType.RECORDIO: RecordIOSplitter(),
         SplitType.TFRECORD: TFRecordSplitter(),
     }
