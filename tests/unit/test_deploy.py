@@ -1,0 +1,209 @@
+"""deploy/: every YAML parses; the Ray cluster launcher config passes Ray's own schema; the KubeRay
+manifests have the fields the operator needs; every node type stands for a real ml.* instance type
+with that type's sizes; the bundled job parses; the runner's wheel builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from runner.instances import INSTANCE_TYPES
+from runner.model import parse_create_model
+from runner.prices import ec2_twin
+from runner.spec import parse_transform_job
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERAY = ("raycluster.yaml", "rayjob.yaml")
+# Resources Ray defines itself; any other resource name must be an ml.* instance type.
+RAY_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+WHEEL_BUILD_LIMIT_S = 60
+
+
+def documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d is not None]
+
+
+def cluster_specs() -> list[tuple[str, dict[str, Any]]]:
+    """(file, RayCluster spec) for the RayCluster and the RayJob's embedded cluster."""
+    out = []
+    for name in KUBERAY:
+        for doc in documents(name):
+            if doc["kind"] == "RayCluster":
+                out.append((name, doc["spec"]))
+            elif doc["kind"] == "RayJob":
+                out.append((name, doc["spec"]["rayClusterSpec"]))
+    return out
+
+
+def ray_version() -> str:
+    import ray
+
+    return str(ray.__version__)
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in DEPLOY.glob("*.yaml")))
+def test_every_yaml_parses(path: str) -> None:
+    assert documents(path)
+
+
+def test_cluster_launcher_config_passes_rays_schema() -> None:
+    import ray
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = documents("cluster-aws.yaml")[0]
+    jsonschema.validate(config, schema)
+    assert config["provider"]["type"] == "aws"
+    assert config["head_node_type"] in config["available_node_types"]
+
+
+def test_cluster_launcher_node_types_are_ml_instances() -> None:
+    config = documents("cluster-aws.yaml")[0]
+    kinds = set()
+    for name, node in config["available_node_types"].items():
+        if name == config["head_node_type"]:
+            assert node["resources"].get("CPU") == 0  # the head runs no model workers
+            continue
+        custom = set(node["resources"]) - RAY_RESOURCES
+        assert len(custom) == 1, name
+        (ml_type,) = custom
+        spec = INSTANCE_TYPES[ml_type]
+        assert node["resources"][ml_type] == 1
+        assert node["resources"]["CPU"] == spec.vcpus
+        assert node["resources"].get("GPU", 0) == spec.gpus
+        assert node["node_config"]["InstanceType"] == ec2_twin(ml_type)
+        kinds.add("gpu" if spec.gpus else "cpu")
+    assert kinds == {"cpu", "gpu"}
+
+
+@pytest.mark.parametrize("name", KUBERAY)
+def test_kuberay_required_fields(name: str) -> None:
+    docs = documents(name)
+    ray_docs = [d for d in docs if d["apiVersion"] == "ray.io/v1"]
+    assert ray_docs
+    for doc in docs:
+        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
+    for doc in ray_docs:
+        assert doc["kind"] in ("RayCluster", "RayJob")
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+
+
+@pytest.mark.parametrize(("name", "spec"), cluster_specs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_kuberay_cluster_spec(name: str, spec: dict[str, Any]) -> None:
+    assert spec["rayVersion"] == ray_version(), "rayVersion must match the Ray the image installs"
+    head = spec["headGroupSpec"]
+    assert all(isinstance(v, str) for v in head["rayStartParams"].values())
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert head["template"]["spec"]["containers"][0]["image"]
+    kinds = set()
+    for group in spec["workerGroupSpecs"]:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", group["groupName"])
+        assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        params = group["rayStartParams"]
+        assert all(isinstance(v, str) for v in params.values()), "rayStartParams values are strings"
+        # KubeRay passes the value to `ray start --resources=<value>` as is: a quoted JSON object.
+        resources = json.loads(json.loads(params["resources"]))
+        assert len(resources) == 1 and set(resources) <= set(INSTANCE_TYPES), resources
+        (ml_type,) = resources
+        spec_ = INSTANCE_TYPES[ml_type]
+        assert resources[ml_type] == 1
+        assert group["groupName"] == ml_type.replace(".", "-")
+        assert int(params["num-cpus"]) == spec_.vcpus
+        assert int(params.get("num-gpus", "0")) == spec_.gpus
+        pod = group["template"]["spec"]
+        container = pod["containers"][0]
+        limits = container["resources"]["limits"]
+        assert int(limits.get("nvidia.com/gpu", "0")) == spec_.gpus
+        assert float(limits["memory"].removesuffix("Gi")) <= spec_.memory_gib
+        assert pod["nodeSelector"]["node.kubernetes.io/instance-type"] == ec2_twin(ml_type)
+        kinds.add("gpu" if spec_.gpus else "cpu")
+    assert kinds == {"cpu", "gpu"}
+
+
+def test_rayjob_runs_the_bundled_requests() -> None:
+    docs = {d["kind"]: d for d in documents("rayjob.yaml")}
+    job = docs["RayJob"]["spec"]
+    assert job["entrypoint"].split()[:2] == ["batch-transform", "run"]
+    assert "--ray-address auto" in job["entrypoint"]
+    data = docs["ConfigMap"]["data"]
+    request = json.loads(data["job.json"])
+    spec = parse_transform_job(request)
+    model = parse_create_model(json.loads(data["model.json"]))
+    assert model.name == spec.model_name
+    # The files the entrypoint names are the ConfigMap's keys, mounted on the head.
+    mount = job["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
+    assert f"{mount['mountPath']}/job.json" in job["entrypoint"]
+    assert f"{mount['mountPath']}/model.json" in job["entrypoint"]
+    # The cluster has a group for the job's instance type, with a pod per instance.
+    resources = request["TransformResources"]
+    group = next(
+        g
+        for g in job["rayClusterSpec"]["workerGroupSpecs"]
+        if resources["InstanceType"] in json.loads(json.loads(g["rayStartParams"]["resources"]))
+    )
+    assert group["replicas"] >= resources["InstanceCount"]
+
+
+def test_dockerfile_installs_the_wheel_and_ray() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "pip wheel --no-deps" in text
+    assert re.search(r"pip install .*/wheels/\*\.whl .*ray\[default\]", text)
+    assert f"ARG RAY_VERSION={ray_version()}" in text
+    # What the wheel stage copies is all the wheel needs (checked by the build test below).
+    assert re.findall(r"^COPY (?!--from)(.+?) \./", text, re.M) == ["pyproject.toml README.md", "runner"]
+
+
+def test_the_wheel_builds(tmp_path: Path) -> None:
+    """`pip wheel . --no-deps` from the same files the Dockerfile's wheel stage copies."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "runner", src / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    t0 = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "w"),
+            ".",
+        ],
+        cwd=src,
+        check=True,
+        env={**os.environ, "PIP_NO_INPUT": "1"},
+        timeout=WHEEL_BUILD_LIMIT_S * 2,
+    )
+    assert time.monotonic() - t0 < WHEEL_BUILD_LIMIT_S
+    (wheel,) = (tmp_path / "w").glob("batch_transform_runner-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("runner/cli.py", "runner/report.py", "runner/prices.py", "runner/compare.py"):
+        assert module in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "batch-transform = runner.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_schema_check_is_real() -> None:
+    import ray
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = documents("cluster-aws.yaml")[0]
+    config["available_node_types"]["ml-m5-xlarge"]["resources"]["ml.m5.xlarge"] = 0.5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, schema)
