@@ -12,7 +12,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,bench,dev]"
+	$(PY) -m pip install -q -e ".[test,bench,dev,models]"
 	touch $@
 
 demo: venv

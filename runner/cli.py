@@ -1,6 +1,7 @@
-"""``batch-transform``: run | validate | describe | list | serve | s3.
+"""``batch-transform``: run | validate | describe | list | serve | s3 | report | compare.
 
-Exit codes: 0 success (job Completed), 1 job Failed, 2 invalid request or usage, 3 other errors.
+Exit codes: 0 success (job Completed; compare: equal), 1 job Failed (compare: different), 2 invalid
+request or usage, 3 other errors.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from runner.config import RunnerConfig, data_home
+from runner.config import CSV_HEADER_MODES, MODEL_RUNTIMES, RunnerConfig, data_home
 from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
 from runner.state import JobStore, TransformJobStatus
 
@@ -49,6 +50,56 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         workers_per_instance=getattr(args, "workers_per_instance", None),
         worker_ready_timeout_s=getattr(args, "worker_ready_timeout", None)
         or RunnerConfig.worker_ready_timeout_s,
+        model_runtime=getattr(args, "model_runtime", None) or RunnerConfig.model_runtime,
+        serve_command=getattr(args, "serve_command", None),
+        container_startup_timeout_s=getattr(args, "container_startup_timeout", None)
+        or RunnerConfig.container_startup_timeout_s,
+        csv_header=getattr(args, "csv_header", None) or RunnerConfig.csv_header,
+        csv_header_in_output=bool(getattr(args, "csv_header_in_output", False)),
+        csv_quoted_newlines=bool(getattr(args, "csv_quoted_newlines", False)),
+        split_parquet_row_groups=bool(getattr(args, "split_parquet_row_groups", False)),
+    )
+
+
+def _add_input_flags(parser: argparse.ArgumentParser) -> None:
+    """Opt-in input/output extensions (CONTRACT 9); without them every job is SageMaker's, byte for byte."""
+    parser.add_argument(
+        "--csv-header",
+        choices=CSV_HEADER_MODES,
+        help="first-line: line 1 of each text/csv object (SplitType Line) is a header, sent atop every "
+        "payload and not counted as a record (default: none)",
+    )
+    parser.add_argument(
+        "--csv-header-in-output",
+        action="store_true",
+        help="with --csv-header first-line: write the header once atop each .out",
+    )
+    parser.add_argument(
+        "--csv-quoted-newlines",
+        action="store_true",
+        help="text/csv with SplitType Line: a newline inside an RFC 4180 quoted field does not end a record",
+    )
+    parser.add_argument(
+        "--split-parquet-row-groups",
+        action="store_true",
+        help="Parquet / Arrow IPC objects (SplitType None): payloads of whole row groups / record batches "
+        "under MaxPayloadInMB instead of the whole object",
+    )
+
+
+def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """How the model runs: in-process hooks or a serving container (runner/container.py)."""
+    parser.add_argument(
+        "--model-runtime",
+        choices=MODEL_RUNTIMES,
+        help="auto (default): hooks for code/inference.py and framework images, else a serving container",
+    )
+    parser.add_argument(
+        "--serve-command",
+        help="the model server to start per worker (default: the model folder's `serve` executable)",
+    )
+    parser.add_argument(
+        "--container-startup-timeout", type=float, help="seconds for a model server's /ping to answer 200"
     )
 
 
@@ -177,6 +228,50 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import os
+
+    from runner.prices import PriceTableError, price_table
+    from runner.report import build_report, plot_report, print_report
+
+    record = JobStore(_config(args).store_path).get_job(args.name)
+    try:
+        prices = price_table(args.prices, os.environ)
+    except PriceTableError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    report = build_report(record, prices)
+    if args.png:
+        try:
+            path = plot_report(report, args.png)
+        except RuntimeError as e:
+            err.print(f"error: {e}", highlight=False, markup=False)
+            return EXIT_ERROR
+        err.print(f"plot written to {path}", highlight=False)
+    if args.json:
+        out.print_json(json.dumps(report))
+    else:
+        print_report(report, out)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from runner.compare import CompareUsageError, Tolerance, compare_prefixes, comparison_json, summary_lines
+    from runner.errors import ObjectNotFoundError
+
+    try:
+        result = compare_prefixes(args.a, args.b, Tolerance(args.rel_tol, args.abs_tol), args.max_diffs)
+    except (CompareUsageError, ObjectNotFoundError) as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    if args.json:
+        out.print_json(json.dumps(comparison_json(result)))
+    else:
+        for line in summary_lines(result):
+            out.print(line, highlight=False, markup=False)
+    return EXIT_OK if result.equal else EXIT_FAILED
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from runner.api import serve  # imports Ray: only for the commands that run jobs
     from runner.sigv4 import identities_from_env
@@ -278,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--job-name", help="override TransformJobName (names are unique, as in SageMaker)")
     run.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
     run.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    _add_runtime_flags(run)
+    _add_input_flags(run)
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -301,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--ray-address", help="run jobs on this Ray cluster instead of a local one")
     srv.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
     srv.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    _add_runtime_flags(srv)
+    _add_input_flags(srv)
     srv.set_defaults(func=cmd_serve)
 
     s3 = sub.add_parser("s3", help="the embedded S3 server (SeaweedFS on 127.0.0.1)")
@@ -319,6 +418,28 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("uri")
     head.add_argument("-n", "--lines", type=int, default=5)
     s3.set_defaults(func=cmd_s3)
+
+    rep = sub.add_parser("report", help="timeline, throughput, worker use and cost of a job vs SageMaker")
+    rep.add_argument("name", help="TransformJobName")
+    rep.add_argument("--json", action="store_true", help="the report as JSON")
+    rep.add_argument(
+        "--png", metavar="FILE", help="also plot the timeline and costs to FILE (needs matplotlib)"
+    )
+    rep.add_argument(
+        "--prices", metavar="FILE", help="price table JSON (default: $BATCH_TRANSFORM_PRICES, else built-in)"
+    )
+    rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser(
+        "compare", help="compare the .out objects under two output prefixes, record by record"
+    )
+    cmp.add_argument("a", help="s3://bucket/prefix/ or file:///path/")
+    cmp.add_argument("b", help="s3://bucket/prefix/ or file:///path/")
+    cmp.add_argument("--rel-tol", type=float, default=0.0, help="relative tolerance for numbers (default 0)")
+    cmp.add_argument("--abs-tol", type=float, default=0.0, help="absolute tolerance for numbers (default 0)")
+    cmp.add_argument("--max-diffs", type=int, default=10, help="differences to show (default 10)")
+    cmp.add_argument("--json", action="store_true", help="the comparison as JSON")
+    cmp.set_defaults(func=cmd_compare)
     return p
 
 

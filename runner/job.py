@@ -9,15 +9,23 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 
 from runner.config import RunnerConfig
+from runner.container import RuntimeSettings
 from runner.dataprocessing import processing_for
 from runner.errors import Problem, ResourceInUseError, ResourceNotFoundError, RunnerError, SpecError
-from runner.feeder import FeedSettings, ObjectResult, RemoteProgressCounter, remote_run_object, remote_warm
+from runner.feeder import (
+    FeedSettings,
+    ObjectResult,
+    RemoteProgressCounter,
+    input_knobs,
+    remote_run_object,
+    remote_warm,
+)
 from runner.instances import instance_spec
 from runner.model import ModelSpec, job_environment, parse_create_model
 from runner.plan import InputObject, plan_inputs
@@ -204,15 +212,31 @@ def execute(
     """Run a created job to its end. ``should_stop`` (StopTransformJob) is polled while objects are
     fed; once true, running objects are cancelled (their uploads aborted) and the job ends Stopped."""
     spec, model = job.spec, job.model
+    # CONTRACT 9 knobs: a combination that cannot work fails the job before workers start.
+    knobs, knob_notes = input_knobs(
+        config, spec.transform_input.content_type, spec.transform_input.split_type, processing_for(spec)
+    )
+    for note in knob_notes:
+        on_note(note)
     ensure_ray(config)
     warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
     # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
     environment = {**aws_environment(), **job_environment(model, spec)}
     cache_dir = str(config.model_cache_dir)
+    runtime = RuntimeSettings(
+        model_runtime=config.model_runtime,
+        serve_command=config.serve_command,
+        startup_timeout_s=config.container_startup_timeout_s,
+        invocations_timeout_s=spec.model_client_config.invocations_timeout_s,
+        invocations_max_retries=spec.model_client_config.invocations_max_retries,
+        log_dir=str(config.job_log_dir(spec.name)),
+        cwd=os.getcwd(),
+    )
     params = None
     if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:
-        params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir))
+        params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir, runtime))
     resolved = resolve(spec, params)
+    runtime = replace(runtime, chunked=resolved.max_payload_mb == 0)
     resources = spec.transform_resources
     sizing = size_instances(
         instance_spec(resources.instance_type),
@@ -235,8 +259,18 @@ def execute(
         spec.transform_input.content_type,
         spec.transform_output.accept,
         config.worker_ready_timeout_s,
+        runtime,
     )
+    model_runtime = pool.infos[0].get("runtime") if pool.infos else None
     try:
+        if pool.infos:  # which runtime ran (in-process hooks or a serving container), for the job log
+            info = pool.infos[0]
+            server = (
+                f"; {info['server']} server, logs in {config.job_log_dir(spec.name)}"
+                if "server" in info
+                else ""
+            )
+            on_note(f"model runtime: {model_runtime} ({info.get('runtime_reason')}){server}")
         ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
         store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
         limit_mb = resolved.max_payload_mb
@@ -251,6 +285,7 @@ def execute(
             kms_key_id=spec.transform_output.kms_key_id,
             max_in_flight=sizing.workers * config.in_flight_per_worker,
             processing=processing_for(spec),
+            knobs=knobs,
         )
         results = _feed_all(job, pool, settings, store, config, on_progress, should_stop)
         stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
@@ -262,6 +297,7 @@ def execute(
         log.error("%s", r.error)
     counters = _counters(job, results)
     counters["workers"] = worker_stats
+    counters["model_runtime"] = model_runtime
     if stopped:
         return store.update_job(
             spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time(), counters=counters
