@@ -302,8 +302,11 @@ def run_object(
     workers: list[Any],
     progress: Any,
     aws_env: Mapping[str, str],
+    first_worker: int = 0,
 ) -> ObjectResult:
-    """Transform one object; never raises for a failure of the object itself (it is reported)."""
+    """Transform one object; never raises for a failure of the object itself (it is reported).
+    Payload i goes to ``workers[(first_worker + i) % len(workers)]``: the scheduler rotates
+    ``first_worker`` so objects of one payload each still use every worker."""
     os.environ.update(aws_env)
     t0 = time.perf_counter()
     counts = {"records": 0, "payloads": 0, "bytes_in": 0}
@@ -356,7 +359,7 @@ def run_object(
                 if first_output_s is None:
                     first_output_s = t3 - t0
 
-            start = zlib.crc32(obj.uri.encode()) % len(workers)  # spread one-payload objects out
+            start = first_worker % len(workers)
             on_header = header.append if settings.knobs.csv_header_in_output else None
             payloads = read_ahead(
                 payloads_of(obj, source.iter_chunks(obj.uri), settings, processor, on_header),

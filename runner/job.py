@@ -367,6 +367,7 @@ def _feed_all(
     queue = deque(job.objects)
     running: dict[Any, int] = {}
     per_instance = [0] * len(pool.instances)
+    started = [0] * len(pool.instances)  # objects started per instance: rotates their first worker
     results: list[ObjectResult] = []
     last_store = time.monotonic()
     try:
@@ -380,7 +381,10 @@ def _feed_all(
                 break
             for i, workers in enumerate(pool.instances):
                 while queue and per_instance[i] < config.objects_in_flight_per_instance:
-                    ref = remote_run_object.remote(queue.popleft(), settings, workers, progress, aws_env)
+                    ref = remote_run_object.remote(
+                        queue.popleft(), settings, workers, progress, aws_env, started[i]
+                    )
+                    started[i] += 1
                     running[ref] = i
                     per_instance[i] += 1
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)

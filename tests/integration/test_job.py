@@ -387,3 +387,15 @@ def test_execution_parameters_fn_fills_what_the_request_left_out(
     assert d["x-runner"]["payloads"] == (3 if resolved["BatchStrategy"] == "SingleRecord" else 1)
     assert len(d["x-runner"]["workers"]) == resolved["MaxConcurrentTransforms"]
     assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n11.0\n"
+
+
+def test_single_payload_objects_use_every_worker_of_an_instance(
+    bucket: Bucket, tmp_path: Path, home: Path
+) -> None:
+    model = model_request("pid", write_model(tmp_path / "m", PID_MODEL))
+    for i in range(4):
+        bucket.put(f"in/{i}.csv", b"x\n")
+    record = run(job_request("rotate", bucket.name, ModelName="pid", MaxConcurrentTransforms=2), model, home)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert len({bucket.get(f"out/{i}.csv.out") for i in range(4)}) == 2
+    assert [w["payloads"] for w in record.describe()["x-runner"]["workers"]] == [2, 2]
