@@ -1,4 +1,4 @@
-"""``batch-transform``: run | validate | describe | list | serve | s3 | report | compare.
+"""``batch-transform``: run | validate | describe | list | stop | serve | s3 | report | compare.
 
 Exit codes: 0 success (job Completed; compare: equal), 1 job Failed (compare: different), 2 invalid
 request or usage, 3 other errors.
@@ -209,22 +209,67 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sagemaker(endpoint_url: str) -> Any:
+    """boto3's own sagemaker client on a `batch-transform serve` endpoint (or SageMaker itself)."""
+    import boto3
+
+    return boto3.client("sagemaker", endpoint_url=endpoint_url)
+
+
+def _remote_call(args: argparse.Namespace, operation: str, **kwargs: Any) -> dict[str, Any]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response: dict[str, Any] = getattr(_sagemaker(args.endpoint_url), operation)(**kwargs)
+    except ClientError as e:
+        error = e.response.get("Error", {})
+        raise JobError(f"{error.get('Code')}: {error.get('Message')}") from None
+    except BotoCoreError as e:
+        raise JobError(f"{args.endpoint_url}: {e}") from None
+    response.pop("ResponseMetadata", None)
+    return response
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
-    record = JobStore(_config(args).store_path).get_job(args.name)
-    out.print_json(json.dumps(record.describe(epoch_times=False)))
+    if args.endpoint_url:
+        described = _remote_call(args, "describe_transform_job", TransformJobName=args.name)
+    else:
+        described = JobStore(_config(args).store_path).get_job(args.name).describe(epoch_times=False)
+    out.print_json(json.dumps(described, default=str))
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    records = JobStore(_config(args).store_path).list_jobs()
+    if args.endpoint_url:
+        summaries = _remote_call(args, "list_transform_jobs", MaxResults=100)["TransformJobSummaries"]
+    else:
+        summaries = [r.summary(epoch_times=False) for r in JobStore(_config(args).store_path).list_jobs()]
     if args.json:
-        out.print_json(json.dumps({"TransformJobSummaries": [r.summary(epoch_times=False) for r in records]}))
+        out.print_json(json.dumps({"TransformJobSummaries": summaries}, default=str))
         return EXIT_OK
     table = Table("TransformJobName", "TransformJobStatus", "CreationTime", "FailureReason")
-    for r in records:
-        s = r.summary(epoch_times=False)
-        table.add_row(r.name, str(r.status), s["CreationTime"], (r.failure_reason or "")[:80])
+    for s in summaries:
+        name, status = s["TransformJobName"], s["TransformJobStatus"]
+        table.add_row(name, status, str(s["CreationTime"]), (s.get("FailureReason") or "")[:80])
     out.print(table)
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """StopTransformJob: InProgress -> Stopping; the process running the job aborts its uploads and
+    marks it Stopped (a `run` in another terminal polls the store for this)."""
+    if args.endpoint_url:
+        _remote_call(args, "stop_transform_job", TransformJobName=args.name)
+    else:
+        running = (TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING)
+        record = JobStore(_config(args).store_path).update_job_if(
+            args.name, running, status=TransformJobStatus.STOPPING
+        )
+        if record.status not in running:
+            raise JobError(
+                f"The request was rejected because the transform job is in status {record.status}."
+            )
+    err.print(f"stopping {args.name}", highlight=False)
     return EXIT_OK
 
 
@@ -383,13 +428,21 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--model")
     val.set_defaults(func=cmd_validate)
 
+    endpoint = "a `batch-transform serve` URL (or SageMaker's); default: the local job store"
     desc = sub.add_parser("describe", help="DescribeTransformJob, as JSON")
     desc.add_argument("name")
+    desc.add_argument("--endpoint-url", help=endpoint)
     desc.set_defaults(func=cmd_describe)
 
     lst = sub.add_parser("list", help="ListTransformJobs")
     lst.add_argument("--json", action="store_true")
+    lst.add_argument("--endpoint-url", help=endpoint)
     lst.set_defaults(func=cmd_list)
+
+    stop = sub.add_parser("stop", help="StopTransformJob: uploads in flight are aborted, no partial .out")
+    stop.add_argument("name")
+    stop.add_argument("--endpoint-url", help=endpoint)
+    stop.set_defaults(func=cmd_stop)
 
     srv = sub.add_parser("serve", help="a SageMaker-compatible API (boto3 sagemaker client, endpoint_url)")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

@@ -184,7 +184,9 @@ def run_job(
     store = JobStore(config.store_path)
     job = create_job(request, store, model_request)
     try:
-        return execute(job, store, config, on_progress, on_note or log.info)
+        return execute(
+            job, store, config, on_progress, on_note or log.info, stop_requested(store, job.spec.name)
+        )
     except KeyboardInterrupt:
         store.update_job(job.spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time())
         raise
@@ -352,6 +354,28 @@ def _counters(
     return out
 
 
+def _cancel_gracefully(running: Mapping[Any, int]) -> None:
+    """A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out."""
+    for ref in running:
+        ray.cancel(ref)
+    if running:
+        ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
+
+
+def stop_requested(store: JobStore, name: str, every_s: float = 1.0) -> Callable[[], bool]:
+    """True once the job is Stopping in the store (``batch-transform stop``); read at most every_s."""
+    state = {"at": 0.0, "stop": False}
+
+    def check() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["at"] >= every_s:
+            state["at"] = now
+            state["stop"] = store.get_job(name).status is TransformJobStatus.STOPPING
+        return bool(state["stop"])
+
+    return check
+
+
 def _feed_all(
     job: PreparedJob,
     pool: WorkerPool,
@@ -373,11 +397,7 @@ def _feed_all(
     try:
         while queue or running:
             if should_stop is not None and should_stop():
-                # A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out.
-                for ref in running:
-                    ray.cancel(ref)
-                if running:
-                    ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
+                _cancel_gracefully(running)
                 break
             for i, workers in enumerate(pool.instances):
                 while queue and per_instance[i] < config.objects_in_flight_per_instance:
@@ -398,6 +418,9 @@ def _feed_all(
                 if time.monotonic() - last_store >= STORE_EVERY_S:
                     store.update_job(job.spec.name, counters=counters)
                     last_store = time.monotonic()
+    except KeyboardInterrupt:  # Ctrl-C: stop like StopTransformJob, then let it propagate
+        _cancel_gracefully(running)
+        raise
     finally:
         ray.kill(progress)
         for ref in running:
