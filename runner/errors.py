@@ -15,6 +15,7 @@ what is allowed::
     │   └── HandlerContractError  a hook breaks the toolkit's contract (arity, transform_fn + input_fn, ...)
     ├── ContainerError            a serving container misbehaved
     ├── WorkerStartupError        workers could not be placed or started (names the setting to change)
+    ├── WorkerLostError           model workers died on a payload more times than the retries allow
     └── JobError                  job-store conflicts: duplicate name (ResourceInUse), unknown job
         ├── ResourceInUseError
         └── ResourceNotFoundError
@@ -120,6 +121,10 @@ class ContainerError(RunnerError):
 
 class WorkerStartupError(RunnerError):
     """Workers cannot be placed or did not become ready. The message names the setting to change."""
+
+
+class WorkerLostError(RunnerError):
+    """The model worker process died on a payload, on every try the retry budget allowed."""
 
 
 class JobError(RunnerError):

@@ -26,7 +26,7 @@ from runner.batching import Payload, pack, pack_whole
 from runner.columnar import is_columnar, media_type, pack_columnar
 from runner.config import RunnerConfig
 from runner.dataprocessing import ObjectProcessor, RecordProcessing
-from runner.errors import Problem, RecordFormatError, RunnerError, SpecError
+from runner.errors import Problem, RecordFormatError, RunnerError, SpecError, WorkerLostError
 from runner.plan import InputObject
 from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
 from runner.splitters import splitter_for
@@ -125,6 +125,8 @@ class FeedSettings:
     output_content_type: str
     kms_key_id: str | None
     max_in_flight: int
+    # ModelClientConfig.InvocationsMaxRetries: retries of a payload whose worker died.
+    max_retries: int = 3
     # DataProcessing (CONTRACT 6.4); None when the job leaves it at the default.
     processing: RecordProcessing | None = None
     # Opt-in input/output extensions (CONTRACT 9); the default is SageMaker's behaviour.
@@ -144,6 +146,7 @@ class ObjectResult:
     bytes_out: int = 0
     first_output_s: float | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    payloads_retried: int = 0
 
 
 def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
@@ -309,7 +312,7 @@ def run_object(
     ``first_worker`` so objects of one payload each still use every worker."""
     os.environ.update(aws_env)
     t0 = time.perf_counter()
-    counts = {"records": 0, "payloads": 0, "bytes_in": 0}
+    counts = {"records": 0, "payloads": 0, "bytes_in": 0, "payloads_retried": 0}
     reported = dict.fromkeys(counts, 0)
     first_output_s: float | None = None
     timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
@@ -334,7 +337,8 @@ def run_object(
             else None
         )
         with OutputAssembler(writer, settings.assemble_with) as out:
-            window: deque[Any] = deque()
+            window: deque[Outstanding] = deque()
+            dispatcher = Dispatcher(workers, obj.name, 1 + settings.max_retries, counts)
             # csv_header_in_output: the header, once read, until it is written atop the output.
             header: list[bytes] = []
             # Per outstanding payload: (its original records, first record, index) for DataProcessing.
@@ -345,7 +349,7 @@ def run_object(
                 """Write the oldest outstanding result (results are written in payload order)."""
                 nonlocal first_output_s
                 t1 = time.perf_counter()
-                body = ray.get(window.popleft())
+                body = dispatcher.result(window.popleft())
                 t2 = time.perf_counter()
                 records, first, index = pending.popleft()
                 if processor is not None:
@@ -374,15 +378,14 @@ def run_object(
                         break
                     while len(window) >= settings.max_in_flight:
                         write_head()
-                    worker = workers[(start + p.index) % len(workers)]
-                    window.append(worker.transform.remote(p.data, obj.name, p.index))
+                    window.append(dispatcher.submit(p, start + p.index))
                     originals = processor.take(p.record_count) if processor is not None else []
                     pending.append((originals, p.first_record, p.index))
                     counts["records"] += p.record_count
                     counts["payloads"] += 1
                     counts["bytes_in"] += len(p.data)
                     # Write what is already done, so output starts early and memory stays low.
-                    while window and ray.wait([window[0]], timeout=0)[0]:
+                    while window and ray.wait([window[0].ref], timeout=0)[0]:
                         write_head()
                     report()
                 while window:
@@ -405,6 +408,7 @@ def run_object(
             records=counts["records"],
             payloads=counts["payloads"],
             bytes_in=counts["bytes_in"],
+            payloads_retried=counts["payloads_retried"],
             bytes_out=out.bytes_out,
             first_output_s=first_output_s,
             timings={**timings, "total_s": time.perf_counter() - t0},
@@ -421,6 +425,7 @@ def run_object(
             records=counts["records"],
             payloads=counts["payloads"],
             bytes_in=counts["bytes_in"],
+            payloads_retried=counts["payloads_retried"],
         )
 
 
@@ -436,6 +441,54 @@ class ProgressCounter:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+@dataclass
+class Outstanding:
+    """A payload sent to a worker and not yet written."""
+
+    ref: Any
+    payload: Payload
+    worker: int
+    tries: int = 1
+
+
+class Dispatcher:
+    """Sends an object's payloads to its instance's workers. A payload whose worker process died is
+    sent to another live worker, up to 1 + InvocationsMaxRetries tries in all, so a lost worker loses
+    no record and duplicates none (results are still written once, in payload order)."""
+
+    def __init__(self, workers: list[Any], name: str, max_tries: int, counts: dict[str, int]) -> None:
+        self.workers = workers
+        self.name = name
+        self.max_tries = max(1, max_tries)
+        self.dead: set[int] = set()
+        self.counts = counts
+
+    def submit(self, payload: Payload, preferred: int, tries: int = 1) -> Outstanding:
+        n = len(self.workers)
+        worker = next(
+            (i % n for i in range(preferred, preferred + n) if i % n not in self.dead), preferred % n
+        )
+        ref = self.workers[worker].transform.remote(payload.data, self.name, payload.index)
+        return Outstanding(ref, payload, worker, tries)
+
+    def result(self, item: Outstanding) -> bytes:
+        while True:
+            try:
+                body: bytes = ray.get(item.ref)
+                return body
+            except ray.exceptions.RayActorError as e:
+                self.dead.add(item.worker)
+                if item.tries >= self.max_tries or len(self.dead) == len(self.workers):
+                    raise WorkerLostError(
+                        f"{self.name}: payload {item.payload.index}: the model worker died while "
+                        f"transforming it; {item.tries} of at most {self.max_tries} tries made "
+                        "(1 + InvocationsMaxRetries="
+                        f"{self.max_tries - 1}), {len(self.dead)} of {len(self.workers)} workers lost: {e}"
+                    ) from None
+                self.counts["payloads_retried"] += 1
+                item = self.submit(item.payload, item.worker + 1, item.tries + 1)
 
 
 def warm() -> None:

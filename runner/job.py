@@ -287,6 +287,7 @@ def execute(
             kms_key_id=spec.transform_output.kms_key_id,
             max_in_flight=sizing.workers * config.in_flight_per_worker,
             processing=processing_for(spec),
+            max_retries=spec.model_client_config.invocations_max_retries,
             knobs=knobs,
         )
         results = _feed_all(job, pool, settings, store, config, on_progress, should_stop)
@@ -337,9 +338,10 @@ def _counters(
         "payloads": sum(r.payloads for r in results),
         "bytes_in": sum(r.bytes_in for r in results),
         "bytes_out": sum(r.bytes_out for r in results),
+        "payloads_retried": sum(r.payloads_retried for r in results),
     }
     if live:
-        for k in ("records", "payloads", "bytes_in"):
+        for k in ("records", "payloads", "bytes_in", "payloads_retried"):
             out[k] = max(out[k], live.get(k, 0))
     firsts = [r.first_output_s for r in results if r.first_output_s is not None]
     if firsts:

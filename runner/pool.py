@@ -182,7 +182,12 @@ class WorkerPool:
     def stats(self) -> list[dict[str, Any]]:
         """Per worker: pid, node, model load time, payloads done, seconds busy in the hooks."""
         workers = [w for ws in self.instances for w in ws]
-        stats = ray.get([w.stats.remote() for w in workers])
+        stats = []
+        for ref in [w.stats.remote() for w in workers]:
+            try:
+                stats.append(ray.get(ref))
+            except ray.exceptions.RayActorError:  # a worker that died during the job
+                stats.append({"lost": True})
         return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
 
     def shutdown(self) -> None:
