@@ -87,6 +87,7 @@ class RuntimeSettings:
     chunked: bool = False  # resolved MaxPayloadInMB == 0
     log_dir: str | None = None
     cwd: str | None = None  # where the job was started; relative serve_command paths resolve here
+    install_requirements: bool = True  # pip-install <model_dir>/code/requirements.txt once per node
 
 
 # ---- what to run ---------------------------------------------------------------------------------

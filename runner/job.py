@@ -233,6 +233,7 @@ def execute(
         invocations_max_retries=spec.model_client_config.invocations_max_retries,
         log_dir=str(config.job_log_dir(spec.name)),
         cwd=os.getcwd(),
+        install_requirements=config.install_requirements,
     )
     params = None
     if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:

@@ -11,6 +11,8 @@ import fcntl
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping
@@ -200,6 +202,42 @@ def _fetch_remote(url: str, cache_dir: Path) -> Path:
                     f.write(chunk)
 
     return _cached(cache_dir, url + "|" + ",".join(sorted(o.etag for o in objects)), fill_prefix)
+
+
+REQUIREMENTS = Path("code") / "requirements.txt"
+PIP_ERROR_LINES = 15
+
+
+def install_requirements(model_dir: Path, cache_dir: Path) -> Path | None:
+    """Install ``code/requirements.txt`` (as the inference toolkit does at start) into a folder kept
+    per node and keyed by the file's content, so each node installs a given list once; returns the
+    folder to put on sys.path, or None when the model has no requirements file."""
+    requirements = model_dir / REQUIREMENTS
+    if not requirements.is_file():
+        return None
+    text = requirements.read_text()
+
+    def fill(target: Path) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-input",
+            "--disable-pip-version-check",
+        ]
+        done = subprocess.run(
+            [*argv, "--target", str(target), "-r", str(requirements)],
+            cwd=requirements.parent,  # relative paths in the file are relative to it, as for pip -r
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-PIP_ERROR_LINES:])
+            raise ModelError(f"{requirements}: pip could not install the model's requirements:\n{tail}")
+
+    return _cached(cache_dir / "requirements", text, fill)
 
 
 def _cached(cache_dir: Path, key: str, fill: Any) -> Path:

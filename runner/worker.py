@@ -8,6 +8,7 @@ User exceptions are wrapped here, and only here, with the object and payload the
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,14 @@ import ray
 from runner.container import ModelServer, RuntimeSettings
 from runner.errors import HandlerError
 from runner.handler import Handler
-from runner.model import ModelSpec, choose_runtime, ensure_model_dir
+from runner.model import ModelSpec, choose_runtime, ensure_model_dir, install_requirements
+
+
+def use_requirements(model_dir: Path, cache_dir: Path) -> None:
+    """Make ``code/requirements.txt``'s packages importable in this process (installed once per node)."""
+    target = install_requirements(model_dir, cache_dir)
+    if target is not None and str(target) not in sys.path:
+        sys.path.insert(0, str(target))
 
 
 class ModelWorker:
@@ -70,6 +78,8 @@ class ModelWorker:
             self._server = server
             info.update(server.describe())
         else:
+            if settings.install_requirements:
+                use_requirements(model_dir, Path(cache_dir))
             handler = Handler.load(model_dir, image=model.image, environ=dict(os.environ))
             handler.load_model()
             self._handler = handler
@@ -136,6 +146,8 @@ def probe_execution_parameters(
         settings = runtime or RuntimeSettings()
         mode, _ = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         if mode == "hooks":
+            if settings.install_requirements:
+                use_requirements(model_dir, Path(cache_dir))
             return Handler.load(model_dir, image=model.image, environ=dict(os.environ)).execution_parameters()
         server = ModelServer(
             model_dir=model_dir,

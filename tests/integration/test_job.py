@@ -399,3 +399,53 @@ def test_single_payload_objects_use_every_worker_of_an_instance(
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert len({bucket.get(f"out/{i}.csv.out") for i in range(4)}) == 2
     assert [w["payloads"] for w in record.describe()["x-runner"]["workers"]] == [2, 2]
+
+
+REQUIREMENTS_MODEL = """
+import demo_req_pkg
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    return demo_req_pkg.VALUE + "\\n", accept
+"""
+
+
+def wheel(folder: Path) -> Path:
+    """A minimal wheel built by hand (a zip with its metadata), so pip needs no index or build step."""
+    import zipfile
+
+    path = folder / "demo_req_pkg-1.0-py3-none-any.whl"
+    info = "demo_req_pkg-1.0.dist-info"
+    files = {
+        "demo_req_pkg.py": 'VALUE = "from requirements.txt"\n',
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: demo-req-pkg\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+def test_code_requirements_are_installed_once_per_node(bucket: Bucket, tmp_path: Path, home: Path) -> None:
+    src = write_model(tmp_path / "m", REQUIREMENTS_MODEL)
+    whl = wheel(src / "code")
+    (src / "code" / "requirements.txt").write_text(f"./{whl.name}\n")
+    model = model_request("req", src)
+    bucket.put("in/a.csv", b"x\n")
+    record = run(
+        job_request("requirements", bucket.name, ModelName="req", MaxConcurrentTransforms=2), model, home
+    )
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert bucket.get("out/a.csv.out") == b"from requirements.txt\n"
+    installed = list((home / "model-cache" / "requirements").iterdir())
+    assert len([p for p in installed if p.is_dir()]) == 1  # one install for the probe and both workers
+
+    (src / "code" / "requirements.txt").write_text("no-such-package-anywhere==0.0.0\n")
+    bucket.put("in/a.csv", b"x\n")
+    failed = run(job_request("bad-requirements", bucket.name, ModelName="req"), model, home)
+    assert failed.status is TransformJobStatus.FAILED
+    assert "pip could not install the model's requirements" in failed.failure_reason
