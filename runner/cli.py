@@ -211,9 +211,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _sagemaker(endpoint_url: str) -> Any:
     """boto3's own sagemaker client on a `batch-transform serve` endpoint (or SageMaker itself)."""
+    import os
+
     import boto3
 
-    return boto3.client("sagemaker", endpoint_url=endpoint_url)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("sagemaker", endpoint_url=endpoint_url, region_name=region)
 
 
 def _remote_call(args: argparse.Namespace, operation: str, **kwargs: Any) -> dict[str, Any]:
@@ -225,7 +228,7 @@ def _remote_call(args: argparse.Namespace, operation: str, **kwargs: Any) -> dic
         error = e.response.get("Error", {})
         raise JobError(f"{error.get('Code')}: {error.get('Message')}") from None
     except BotoCoreError as e:
-        raise JobError(f"{args.endpoint_url}: {e}") from None
+        raise RunnerError(f"{args.endpoint_url}: {e}") from None
     response.pop("ResponseMetadata", None)
     return response
 
