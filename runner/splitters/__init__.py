@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from runner.errors import SpecError
+from runner.errors import RecordFormatError, SpecError
 from runner.spec import SplitType
 
 
@@ -42,10 +42,20 @@ class Splitter(Protocol):
 def greedy_end_by_records(
     splitter: Splitter, buf: bytes | bytearray, start: int, limit: int, eof: bool
 ) -> int | None:
-    """MultiRecord's greedy rule, one record at a time: append while size + next <= limit."""
+    """MultiRecord's greedy rule, one record at a time: append while size + next <= limit.
+
+    A framing error carries the index of the bad record counted from ``start``."""
+    if not eof and len(buf) - start <= limit:
+        return None  # everything buffered fits; more bytes are needed to decide
     end = start
+    count = 0
     while True:
-        nxt = splitter.record_end(buf, end, eof)
+        try:
+            nxt = splitter.record_end(buf, end, eof)
+        except RecordFormatError as e:
+            e.record_index = count
+            raise
+        count += 1
         if nxt is None:
             # Exhausted at EOF (done), or the window is full, or more bytes are needed to decide.
             return end if eof or len(buf) - start > limit else None

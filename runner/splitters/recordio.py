@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 
 from runner.errors import RecordFormatError
+from runner.splitters import greedy_end_by_records
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -121,24 +122,7 @@ class RecordIOSplitter:
         return _record_end(buf, start, len(buf), eof)
 
     def greedy_end(self, buf: bytes | bytearray, start: int, limit: int, eof: bool) -> int | None:
-        n = len(buf)
-        if not eof and n - start <= limit:
-            return None  # everything buffered fits; more bytes are needed to decide
-        stop = start + limit
-        end = start
-        count = 0
-        while True:
-            try:
-                nxt = _record_end(buf, end, n, eof)
-            except RecordFormatError as e:
-                e.record_index = count
-                raise
-            if nxt is None:
-                return end if eof or n - start > limit else None
-            if nxt > stop:
-                return end
-            end = nxt
-            count += 1
+        return greedy_end_by_records(self, buf, start, limit, eof)
 
     def record_count(self, buf: bytes | bytearray, start: int, end: int) -> int:
         pos = start

@@ -24,6 +24,7 @@ import struct
 import crc32c
 
 from runner.errors import RecordFormatError
+from runner.splitters import greedy_end_by_records
 
 HEADER_BYTES = 12  # uint64 length + uint32 masked CRC of the length
 FOOTER_BYTES = 4  # uint32 masked CRC of the data
@@ -80,24 +81,7 @@ class TFRecordSplitter:
         return _record_end(buf, start, len(buf), eof)
 
     def greedy_end(self, buf: bytes | bytearray, start: int, limit: int, eof: bool) -> int | None:
-        n = len(buf)
-        if not eof and n - start <= limit:
-            return None  # everything buffered fits; more bytes are needed to decide
-        stop = start + limit
-        end = start
-        count = 0
-        while True:
-            try:
-                nxt = _record_end(buf, end, n, eof)
-            except RecordFormatError as e:
-                e.record_index = count
-                raise
-            if nxt is None:
-                return end if eof or n - start > limit else None
-            if nxt > stop:
-                return end
-            end = nxt
-            count += 1
+        return greedy_end_by_records(self, buf, start, limit, eof)
 
     def record_count(self, buf: bytes | bytearray, start: int, end: int) -> int:
         """Counts the records of ``buf[start:end]`` and checks both CRCs of each."""
