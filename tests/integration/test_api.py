@@ -319,6 +319,38 @@ def test_stop_slow_job_leaves_no_output(sm: Any, server: Server, bucket: Bucket,
     assert again["Message"] == "The request was rejected because the transform job is in status Stopped."
 
 
+def test_cli_describe_list_and_stop_against_the_server(
+    sm: Any, server: Server, bucket: Bucket, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    name = slow_job(sm, bucket, tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "BATCH_TRANSFORM_HOME": str(tmp_path / "elsewhere")}  # not the server's store
+        return subprocess.run(
+            [sys.executable, "-m", "runner.cli", *args, "--endpoint-url", server.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    described = cli("describe", name)
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["TransformJobStatus"] == "InProgress"
+    listed = cli("list", "--json")
+    assert name in [s["TransformJobName"] for s in json.loads(listed.stdout)["TransformJobSummaries"]]
+    assert cli("stop", name).returncode == 0
+    sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig=FAST)
+    assert json.loads(cli("describe", name).stdout)["TransformJobStatus"] == "Stopped"
+    unknown = cli("describe", "no-such-job")
+    assert unknown.returncode == 2 and "ValidationException: Requested resource not found." in unknown.stderr
+    assert bucket.keys("out/") == [] and bucket.open_uploads() == []
+
+
 def test_unknown_job_and_unknown_operation(sm: Any, server: Server) -> None:
     for call in (sm.describe_transform_job, sm.stop_transform_job):
         e = error_of(call, TransformJobName="no-such-job")
@@ -417,36 +449,4 @@ def test_sigterm_stops_running_jobs_and_exits(
     assert server.stop() == 0
     record = JobStore(server.home / "jobs.sqlite").get_job(name)
     assert record.status is TransformJobStatus.STOPPED
-    assert bucket.keys("out/") == [] and bucket.open_uploads() == []
-
-
-def test_cli_describe_list_and_stop_against_the_server(
-    sm: Any, server: Server, bucket: Bucket, tmp_path: Path
-) -> None:
-    import json
-    import subprocess
-    import sys
-
-    name = slow_job(sm, bucket, tmp_path)
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "BATCH_TRANSFORM_HOME": str(tmp_path / "elsewhere")}  # not the server's store
-        return subprocess.run(
-            [sys.executable, "-m", "runner.cli", *args, "--endpoint-url", server.url],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    described = cli("describe", name)
-    assert described.returncode == 0, described.stderr
-    assert json.loads(described.stdout)["TransformJobStatus"] == "InProgress"
-    listed = cli("list", "--json")
-    assert name in [s["TransformJobName"] for s in json.loads(listed.stdout)["TransformJobSummaries"]]
-    assert cli("stop", name).returncode == 0
-    sm.get_waiter("transform_job_completed_or_stopped").wait(TransformJobName=name, WaiterConfig=FAST)
-    assert json.loads(cli("describe", name).stdout)["TransformJobStatus"] == "Stopped"
-    unknown = cli("describe", "no-such-job")
-    assert unknown.returncode == 2 and "ValidationException: Requested resource not found." in unknown.stderr
     assert bucket.keys("out/") == [] and bucket.open_uploads() == []
