@@ -114,7 +114,7 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -
         model = json.loads((ROOT / "models" / "mlp-onnx" / "model.json").read_text())
         model["PrimaryContainer"]["ModelDataUrl"] = f"s3://{BUCKET}/model/model.tar.gz"
         t0, wall0 = time.perf_counter(), time.time()
-        record = run_job(request, RunnerConfig(home=workload["home"], progress=False), model_request=model)
+        record = run_job(request, RunnerConfig(home=workload["home"]), model_request=model)
         elapsed = time.perf_counter() - t0
         assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
         counters = record.describe()["x-runner"]

@@ -46,7 +46,6 @@ class RunnerConfig:
     objects_in_flight_per_instance: int = DEFAULT_OBJECTS_IN_FLIGHT_PER_INSTANCE
     worker_ready_timeout_s: float = WORKER_READY_TIMEOUT_S
     install_requirements: bool = True
-    progress: bool = True
     # "auto": in-process hooks for models with code/inference.py and framework images, a serving
     # container for other Images; "hooks" / "container" force one (runner/container.py).
     model_runtime: str = "auto"
