@@ -21,6 +21,25 @@ def predict_fn(data, model):
 """
 
 
+# CONTRACT 8 example 4's hooks: JSON Lines in, one {"len": …} line out per record.
+JSONL_MODEL = """
+import json
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    text = body.decode() if isinstance(body, bytes) else body
+    return [json.loads(line) for line in text.splitlines() if line]
+
+def predict_fn(rows, model):
+    return [{"len": len(r["text"])} for r in rows]
+
+def output_fn(prediction, accept):
+    return "".join(json.dumps(x) + "\\n" for x in prediction), accept
+"""
+
+
 def write_model(root: Path, code: str, name: str = "inference.py") -> Path:
     """A SageMaker model folder: code/<name> holding ``code``."""
     (root / "code").mkdir(parents=True, exist_ok=True)
@@ -70,4 +89,4 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1)
 
 
-__all__ = ["SUM_MODEL", "Bucket", "dumps", "job_request", "model_request", "write_model"]
+__all__ = ["JSONL_MODEL", "SUM_MODEL", "Bucket", "dumps", "job_request", "model_request", "write_model"]

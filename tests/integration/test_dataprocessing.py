@@ -13,27 +13,10 @@ from runner.errors import SpecError
 from runner.job import run_job
 from runner.state import JobStore, TransformJobStatus
 
-from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
+from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 
-# CONTRACT 8 example 4's hooks.
-JSONL_MODEL = """
-import json
-
-def model_fn(model_dir):
-    return None
-
-def input_fn(body, content_type):
-    text = body.decode() if isinstance(body, bytes) else body
-    return [json.loads(line) for line in text.splitlines() if line]
-
-def predict_fn(rows, model):
-    return [{"len": len(r["text"])} for r in rows]
-
-def output_fn(prediction, accept):
-    return "".join(json.dumps(x) + "\\n" for x in prediction), accept
-"""
 
 # Answers every payload with one line, whatever it holds: a MultiRecord count mismatch.
 ONE_LINE_MODEL = """

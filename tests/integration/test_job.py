@@ -15,7 +15,7 @@ from runner.errors import ResourceInUseError, SpecError
 from runner.job import run_job
 from runner.state import JobStore, TransformJobStatus
 
-from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
+from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 
@@ -69,24 +69,6 @@ def test_contract_example_2_single_record_json(
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert bucket.get("out/a.csv.out") == expected
     assert record.describe()["x-runner"]["payloads"] == 3
-
-
-JSONL_MODEL = """
-import json
-
-def model_fn(model_dir):
-    return None
-
-def input_fn(body, content_type):
-    text = body.decode() if isinstance(body, bytes) else body
-    return [json.loads(line) for line in text.splitlines() if line]
-
-def predict_fn(rows, model):
-    return [{"len": len(r["text"])} for r in rows]
-
-def output_fn(prediction, accept):
-    return "".join(json.dumps(x) + "\\n" for x in prediction), accept
-"""
 
 
 def test_json_lines_multirecord_and_record_order(bucket: Bucket, tmp_path: Path, home: Path) -> None:
