@@ -5,7 +5,7 @@ BT := $(VENV)/bin/batch-transform
 DEMO := .demo
 PYTEST_ARGS ?=
 
-.PHONY: venv demo demo-stop test lint bench clean
+.PHONY: venv demo demo-stop test test-sdk soak lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,21 @@ demo-stop: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The SageMaker Python SDK pins protobuf < 7 and an older pyarrow: it gets a venv of its own.
+SDK_VENV ?= .venv-sdk
+$(SDK_VENV)/.installed:
+	python3 -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install -q "sagemaker==3.27.0"
+	touch $@
+
+test-sdk: venv $(SDK_VENV)/.installed
+	SDK_PYTHON=$(SDK_VENV)/bin/python $(PY) -m pytest -q tests/sdk
+
+# Minutes of jobs under mixed S3 and worker faults; records in == records out (tests/faults/test_soak.py).
+SOAK_MINUTES ?= 5
+soak: venv
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_REPORT=soak-last.json $(PY) -m pytest -q -s tests/faults/test_soak.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

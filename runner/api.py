@@ -10,7 +10,8 @@ CreateTransformJob checks the request synchronously (``create_job``), then runs 
 of this process (Ray is started once, on the first job). StopTransformJob sets the job's stop flag:
 ``execute`` cancels its object tasks, whose multipart uploads are aborted, and the job ends Stopped.
 Jobs and models live in the CLI's SQLite store; jobs a previous server left running are marked
-Failed when the server starts.
+Failed when the server starts. ``fault`` (``serve --fault MODE``, runner/api_faults.py) makes the
+server play an unavailable SageMaker, for the tests of ``run --prefer sagemaker``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
 import signal
 import socket
 import threading
@@ -32,17 +32,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runner.api_faults import FaultMode, hold, injected_error, starts_jobs
 from runner.config import RunnerConfig
-from runner.errors import Problem, ResourceInUseError, ResourceNotFoundError, RunnerError, SpecError
-from runner.job import PreparedJob, create_job, ensure_ray, execute
+from runner.errors import (
+    Problem,
+    ResourceInUseError,
+    ResourceNotFoundError,
+    ResumeError,
+    RunnerError,
+    SpecError,
+)
+from runner.job import PreparedJob, create_job, ensure_ray, execute, prepare_resume
 from runner.model import parse_create_model
 from runner.shapes import validate_request
 from runner.sigv4 import Identity, SignatureError, verify
-from runner.state import JobRecord, JobStore, ListQuery, SortPosition, TransformJobStatus, model_arn
+from runner.state import (
+    JobRecord,
+    JobStore,
+    ListQuery,
+    SortPosition,
+    TransformJobStatus,
+    model_arn,
+    owner_alive,
+    owner_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +70,8 @@ STOP_ON_EXIT_S = 30.0
 NOT_FOUND = "Requested resource not found."
 RESTART_REASON = (
     "InternalServerError: the server restarted while the job was running; outputs of objects that were "
-    "not finished were not written. Create the job again under a new name."
+    "not finished were not written. Resume it (batch-transform resume NAME, or ResumeTransformJob) to run "
+    "only the objects without an output."
 )
 UNFINISHED = (TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING)
 
@@ -75,40 +92,15 @@ def _model_not_found(name: str) -> ApiError:
     return _validation(f'Could not find model "{model_arn(name)}".')
 
 
-def owner_id(pid: int | None = None) -> str:
-    """This server process: host, pid and the pid's start time (so a reused pid is not taken for it)."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
-
-
-def _started(pid: int) -> str:
-    try:  # field 22 of /proc/<pid>/stat, after the parenthesised command name
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _owner_alive(owner: str) -> bool:
-    host, pid, started = [*owner.split(":"), "", ""][:3]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's server: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not started or _started(int(pid)) == started
-
-
 class ControlPlane:
     """The operations, apart from HTTP: ``call("DescribeTransformJob", body) -> response``."""
 
-    def __init__(self, config: RunnerConfig) -> None:
+    def __init__(self, config: RunnerConfig, fault: FaultMode | None = None) -> None:
         self.config = config
+        self.fault = fault  # plays an unavailable SageMaker (runner/api_faults.py); None in service
         self.store = JobStore(config.store_path)
         self.owner = owner_id()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # resume checks and starts a job under one hold
         # Ray's processes die with the thread that started them (PR_SET_PDEATHSIG): start Ray on a
         # thread that lives as long as the server, not on a job's.
         self._ray_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-init")
@@ -123,13 +115,15 @@ class ControlPlane:
             "DescribeTransformJob": self.describe_transform_job,
             "ListTransformJobs": self.list_transform_jobs,
             "StopTransformJob": self.stop_transform_job,
+            # The runner's own (no AWS operation, so botocore has no method for it): see resume.py.
+            "ResumeTransformJob": self.resume_transform_job,
         }
 
     def recover(self) -> list[str]:
         """Mark Failed the jobs a server that is gone left InProgress / Stopping; returns their names."""
         failed = []
         for record, owner in self.store.unfinished_owned_jobs():
-            if owner != self.owner and _owner_alive(owner):
+            if owner != self.owner and owner_alive(owner):
                 continue
             self.store.update_job_if(
                 record.name,
@@ -145,8 +139,11 @@ class ControlPlane:
         handler = self.operations.get(operation)
         if handler is None:
             raise ApiError("UnknownOperationException", f"Unknown operation {TARGET_PREFIX}{operation}.")
+        injected = injected_error(self.fault, operation)
+        if injected is not None:
+            raise ApiError(injected.code, injected.message, injected.status)
         try:
-            if operation not in ("CreateModel", "CreateTransformJob"):  # those validate in their parsers
+            if operation not in ("CreateModel", "CreateTransformJob", "ResumeTransformJob"):  # own checks
                 problems = validate_request(operation, body)
                 if problems:
                     raise SpecError(problems)
@@ -157,6 +154,8 @@ class ControlPlane:
             raise ApiError("ResourceInUse", str(e)) from e
         except ResourceNotFoundError as e:
             raise _validation(NOT_FOUND) from e
+        except ResumeError as e:
+            raise _validation(str(e)) from e
 
     # Models
 
@@ -195,19 +194,38 @@ class ControlPlane:
         job = create_job(body, self.store)
         name = job.spec.name
         self.store.claim_job(name, self.owner)
+        if not starts_jobs(self.fault):
+            return {"TransformJobArn": job.record.arn}
+        self._start(job, self.config)
+        return {"TransformJobArn": job.record.arn}
+
+    def resume_transform_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a Failed, Stopped or orphaned job again over its objects without a valid output."""
+        name = body.get("TransformJobName")
+        if not isinstance(name, str) or not name:
+            raise _validation("TransformJobName: a transform job name is required")
+        with self._lock:
+            if name.lower() in self._threads:
+                raise _validation(f"transform job {name!r} is running on this server")
+            job, knobs = prepare_resume(name, self.store, log.info)
+            self.store.claim_job(job.spec.name, self.owner)
+            self._start(job, replace(self.config, **knobs))
+        return {"TransformJobArn": job.record.arn}
+
+    def _start(self, job: PreparedJob, config: RunnerConfig) -> None:
+        name = job.spec.name
         stop = threading.Event()
-        thread = threading.Thread(target=self._run, args=(job, stop), name=f"job-{name}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(job, stop, config), name=f"job-{name}", daemon=True)
         with self._lock:
             self._stops[name.lower()] = stop
             self._threads[name.lower()] = thread
         thread.start()
-        return {"TransformJobArn": job.record.arn}
 
-    def _run(self, job: PreparedJob, stop: threading.Event) -> None:
+    def _run(self, job: PreparedJob, stop: threading.Event, config: RunnerConfig) -> None:
         name = job.spec.name
         try:
             self._ray_thread.submit(ensure_ray, self.config).result()
-            record = execute(job, self.store, self.config, None, log.info, should_stop=stop.is_set)
+            record = execute(job, self.store, config, None, log.info, should_stop=stop.is_set)
         except Exception as e:  # the job must still end, with a reason
             if stop.is_set():
                 record = self._end(name, TransformJobStatus.STOPPED)
@@ -254,6 +272,8 @@ class ControlPlane:
             stop = self._stops.get(name.lower())
         if stop is not None:
             stop.set()
+        elif not starts_jobs(self.fault):  # a job that never started has nothing to cancel
+            self._end(name, TransformJobStatus.STOPPED)
         return {}
 
     def shutdown(self, grace_s: float = STOP_ON_EXIT_S) -> None:
@@ -382,10 +402,15 @@ class ApiHandler(BaseHTTPRequestHandler):
                 raise ApiError("UnknownOperationException", f"Unknown operation {target or self.command}.")
             try:
                 payload = json.loads(body or b"{}")
+            except RecursionError:
+                raise ApiError("SerializationException", "The request body is nested too deeply.") from None
             except ValueError as e:
                 raise ApiError("SerializationException", f"The request body is not valid JSON: {e}") from None
             if not isinstance(payload, dict):
                 raise ApiError("SerializationException", "The request body must be a JSON object.")
+            if hold(self.server.plane.fault, target[len(TARGET_PREFIX) :]):
+                self.close_connection = True
+                return
             result = self.server.plane.call(target[len(TARGET_PREFIX) :], payload)
             self._send(200, result, request_id)
         except (SignatureError, ApiError) as e:
@@ -424,9 +449,15 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(
-    host: str, port: int, config: RunnerConfig, identities: Mapping[str, Identity], allow_remote: bool = False
+    host: str,
+    port: int,
+    config: RunnerConfig,
+    identities: Mapping[str, Identity],
+    allow_remote: bool = False,
+    fault: FaultMode | None = None,
 ) -> ApiServer:
-    """A bound server, jobs of a previous server recovered; ``serve_forever`` runs it."""
+    """A bound server, jobs of a previous server recovered; ``serve_forever`` runs it. ``fault`` makes
+    it play an unavailable SageMaker (tests of ``run --prefer sagemaker``)."""
     if not identities:
         raise ValueError(
             "the server verifies every request's signature: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -435,7 +466,9 @@ def make_server(
         raise ValueError(
             f"--host {host} is not a loopback address; pass --allow-remote to serve other machines"
         )
-    plane = ControlPlane(config)
+    plane = ControlPlane(config, fault)
+    if fault is not None:
+        log.warning("fault mode %s: this server plays an unavailable SageMaker", fault)
     for name in plane.recover():
         log.warning("transform job %s was left running by a previous server: marked Failed", name)
     return ApiServer((host, port), plane, identities)
@@ -448,9 +481,10 @@ def serve(
     identities: Mapping[str, Identity],
     allow_remote: bool = False,
     on_ready: Callable[[str], None] | None = None,
+    fault: FaultMode | None = None,
 ) -> None:
     """Serve until SIGINT / SIGTERM; then stop this server's jobs (they end Stopped) and Ray."""
-    server = make_server(host, port, config, identities, allow_remote)
+    server = make_server(host, port, config, identities, allow_remote, fault)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     if on_ready is not None:

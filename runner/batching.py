@@ -31,6 +31,58 @@ class Payload:
     byte_offset: int
 
 
+@dataclass(frozen=True)
+class PayloadRecords:
+    """A payload's records found again in its bytes, so that a payload the model fails on can be sent
+    again in parts (``on_record_error=quarantine``). They are found with the splitter that packed the
+    payload, on demand, so packing itself never does per-record work. A payload of one record
+    (SingleRecord, SplitType None, Parquet) is its own only part."""
+
+    payload: Payload
+    prefix: int  # bytes sent atop every part: the csv_header first-line header, else 0
+    ends: tuple[int, ...]  # where each record ends in ``payload.data``
+
+    @classmethod
+    def of(cls, payload: Payload, splitter: Splitter | None, header: bool, name: str) -> PayloadRecords:
+        if payload.record_count <= 1 or splitter is None:
+            return cls(payload, 0, (len(payload.data),))
+        ends: list[int] = []
+        pos = 0
+        while pos < len(payload.data):
+            end = splitter.record_end(payload.data, pos, True)
+            assert end is not None  # at eof a splitter ends a record or raises
+            ends.append(end)
+            pos = end
+        prefix = ends.pop(0) if header and ends else 0
+        if len(ends) != payload.record_count:
+            raise RecordFormatError(
+                f"{name}: payload {payload.index}: {len(ends)} records found in it again, but it was packed "
+                f"with {payload.record_count}; it cannot be split into its records",
+                uri=name,
+                record_index=payload.first_record,
+                byte_offset=payload.byte_offset,
+            )
+        return cls(payload, prefix, tuple(ends))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def part(self, first: int, stop: int) -> Payload:
+        """Records ``first`` to ``stop - 1`` (counted in this payload) as a payload of their own, with
+        the header atop and their own first record and byte offset in the object."""
+        if first == 0 and stop == len(self.ends):
+            return self.payload
+        data = self.payload.data
+        start = self.prefix if first == 0 else self.ends[first - 1]
+        return Payload(
+            self.payload.index,
+            data[: self.prefix] + data[start : self.ends[stop - 1]],
+            self.payload.first_record + first,
+            stop - first,
+            self.payload.byte_offset + start - self.prefix,
+        )
+
+
 def oversize_message(name: str, record: int, offset: int, size: int | str, limit_mb: int) -> str:
     return (
         f"{name}: record {record} at byte {offset} is {size} bytes, larger than "

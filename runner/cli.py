@@ -19,28 +19,37 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from runner.config import CSV_HEADER_MODES, MODEL_RUNTIMES, RunnerConfig, data_home
+from runner.api_faults import FaultMode
+from runner.config import CSV_HEADER_MODES, MODEL_RUNTIMES, ON_RECORD_ERROR_MODES, RunnerConfig, data_home
 from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
-from runner.state import JobStore, TransformJobStatus
+from runner.state import JobRecord, JobStore, TransformJobStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
 PLAIN_PROGRESS_EVERY_S = 5.0
 
 # soft_wrap: long lines (URIs, failure reasons) stay whole in logs and pipes.
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# No markup: keys, FailureReasons and notes may hold "[...]" that rich would eat or choke on.
+err = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(soft_wrap=True, markup=False)
 
 
 def _load_json(path: str, what: str) -> dict[str, Any]:
+    """A request file; a missing or malformed one is an invalid request (exit 2)."""
+    problem = None
     try:
         data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SystemExit(f"error: {what} file {path} does not exist") from None
+    except (FileNotFoundError, IsADirectoryError):
+        problem = "does not exist"
     except json.JSONDecodeError as e:
-        raise SystemExit(f"error: {what} file {path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise SystemExit(f"error: {what} file {path} must hold a JSON object, not {type(data).__name__}")
-    return data
+        problem = f"is not valid JSON: {e}"
+    except RecursionError:
+        problem = "is not valid JSON: nested too deeply"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"must hold a JSON object, not {type(data).__name__}"
+    err.print(f"error: {what} file {path} {problem}")
+    raise SystemExit(EXIT_INVALID)
 
 
 def _config(args: argparse.Namespace) -> RunnerConfig:
@@ -58,6 +67,8 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         csv_header_in_output=bool(getattr(args, "csv_header_in_output", False)),
         csv_quoted_newlines=bool(getattr(args, "csv_quoted_newlines", False)),
         split_parquet_row_groups=bool(getattr(args, "split_parquet_row_groups", False)),
+        on_record_error=getattr(args, "on_record_error", None) or RunnerConfig.on_record_error,
+        quarantine_path=getattr(args, "quarantine_path", None),
     )
 
 
@@ -84,6 +95,18 @@ def _add_input_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Parquet / Arrow IPC objects (SplitType None): payloads of whole row groups / record batches "
         "under MaxPayloadInMB instead of the whole object",
+    )
+    parser.add_argument(
+        "--on-record-error",
+        choices=ON_RECORD_ERROR_MODES,
+        help="quarantine: a payload the model fails on is bisected to its failing records, which are "
+        "written to --quarantine-path and left out of the .out; the job goes on (default: fail_object, "
+        "SageMaker's: the object fails)",
+    )
+    parser.add_argument(
+        "--quarantine-path",
+        help="with --on-record-error quarantine: s3:// or file:// prefix outside S3OutputPath; bad records "
+        "go to <path>/<job name>/<input key relative to the input prefix>.jsonl",
     )
 
 
@@ -149,12 +172,24 @@ class ProgressView:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runner.fallback import SageMakerRun, run_on_sagemaker, settings_for  # --prefer sagemaker
     from runner.job import run_job  # imports Ray: only for the commands that run jobs
 
     request = _load_json(args.job, "job")
     if args.job_name:
         request["TransformJobName"] = args.job_name
     model_request = _load_json(args.model, "model") if args.model else None
+    fallback = None
+    sagemaker = settings_for(
+        args.prefer, args.sagemaker_endpoint, args.sagemaker_start_deadline, args.sagemaker_timeout
+    )
+    if sagemaker is not None:
+        outcome = run_on_sagemaker(request, model_request, _config(args), sagemaker, _note)
+        if isinstance(outcome, SageMakerRun):
+            for line in outcome.summary():
+                out.print(line, highlight=False, markup=False)
+            return EXIT_OK if outcome.completed else EXIT_FAILED
+        fallback = outcome
     view = ProgressView()
     t0 = time.monotonic()
     try:
@@ -167,10 +202,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     finally:
         view.close()
-    elapsed = time.monotonic() - t0
-    d = record.describe(epoch_times=False)
-    counters = d.get("x-runner", {})
-    output_path = request["TransformOutput"]["S3OutputPath"]
+    code = _print_outcome(record, time.monotonic() - t0)
+    if fallback is not None:
+        out.print(fallback.engine_line, highlight=False, markup=False)
+    return code
+
+
+def _note(message: str) -> None:
+    err.print(f"note: {message}", highlight=False, markup=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    if args.endpoint_url:  # the server runs it, in the background, as it runs CreateTransformJob
+        from runner.remote import runner_operation
+
+        answer = runner_operation(args.endpoint_url, "ResumeTransformJob", {"TransformJobName": args.name})
+        out.print(
+            f"Transform job {args.name}: resumed on {args.endpoint_url} ({answer.get('TransformJobArn')}); "
+            f"follow it with: batch-transform describe {args.name} --endpoint-url {args.endpoint_url}",
+            highlight=False,
+            markup=False,
+        )
+        return EXIT_OK
+    from runner.job import resume_job
+
+    view = ProgressView()
+    t0 = time.monotonic()
+    try:
+        record = resume_job(
+            args.name,
+            _config(args),
+            on_progress=None if args.no_progress else view.update,
+            on_note=lambda m: err.print(f"note: {m}", highlight=False),
+        )
+    finally:
+        view.close()
+    return _print_outcome(record, time.monotonic() - t0)
+
+
+def _print_outcome(record: JobRecord, elapsed: float) -> int:
+    counters = record.describe(epoch_times=False).get("x-runner", {})
+    output_path = record.request["TransformOutput"]["S3OutputPath"]
     out.print(f"Transform job {record.name}: {record.status}", highlight=False)
     if record.status is TransformJobStatus.COMPLETED:
         out.print(f"Output: {output_path.rstrip('/')}/<input key>.out", highlight=False)
@@ -181,7 +253,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(
             f"Time: {elapsed:.1f}s in all, {busy:.1f}s from workers ready to the last output; "
             f"{counters.get('records', 0):,} records, {counters.get('bytes_in', 0) / 1e6:,.1f} MB in, "
-            f"{counters.get('objects_done', 0)} of {counters.get('objects_total', 0)} objects written",
+            f"{counters.get('objects_done', 0)} of {counters.get('objects_total', 0)} objects written"
+            + (f" ({n} kept from before)" if (n := counters.get("objects_resumed")) else ""),
             highlight=False,
         )
     return EXIT_OK if record.status is TransformJobStatus.COMPLETED else EXIT_FAILED
@@ -209,28 +282,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sagemaker(endpoint_url: str) -> Any:
-    """boto3's own sagemaker client on a `batch-transform serve` endpoint (or SageMaker itself)."""
-    import os
-
-    import boto3
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("sagemaker", endpoint_url=endpoint_url, region_name=region)
-
-
 def _remote_call(args: argparse.Namespace, operation: str, **kwargs: Any) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from runner.remote import remote_call
 
-    try:
-        response: dict[str, Any] = getattr(_sagemaker(args.endpoint_url), operation)(**kwargs)
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        raise JobError(f"{error.get('Code')}: {error.get('Message')}") from None
-    except BotoCoreError as e:
-        raise RunnerError(f"{args.endpoint_url}: {e}") from None
-    response.pop("ResponseMetadata", None)
-    return response
+    return remote_call(args.endpoint_url, operation, **kwargs)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -332,7 +387,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
 
     try:
-        serve(args.host, args.port, _config(args), identities_from_env(), args.allow_remote, on_ready=ready)
+        serve(
+            args.host,
+            args.port,
+            _config(args),
+            identities_from_env(),
+            args.allow_remote,
+            on_ready=ready,
+            fault=FaultMode(args.fault) if args.fault else None,
+        )
     except ValueError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return EXIT_INVALID
@@ -423,8 +486,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
     _add_runtime_flags(run)
     _add_input_flags(run)
+    run.add_argument(
+        "--prefer",
+        choices=("ray", "sagemaker"),
+        default="ray",
+        help="sagemaker: submit the job to SageMaker (boto3's AWS configuration) and run it on Ray only "
+        "if SageMaker is unavailable (throttled, over quota, 5xx, unreachable, not started in time)",
+    )
+    run.add_argument(
+        "--sagemaker-endpoint", help="with --prefer sagemaker: this endpoint URL instead of AWS's"
+    )
+    run.add_argument(
+        "--sagemaker-start-deadline",
+        type=float,
+        help="with --prefer sagemaker: seconds for the job to start there before it is stopped and run on "
+        "Ray (default 900)",
+    )
+    run.add_argument(
+        "--sagemaker-timeout",
+        type=float,
+        help="with --prefer sagemaker: connect/read timeout per call (default 10)",
+    )
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    res = sub.add_parser(
+        "resume",
+        help="finish a Failed, Stopped or orphaned job: only objects without a valid output run again",
+    )
+    res.add_argument("name", help="TransformJobName")
+    res.add_argument("--endpoint-url", help="resume it on this `batch-transform serve` (ResumeTransformJob)")
+    res.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
+    res.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
+    res.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    _add_runtime_flags(res)
+    res.add_argument("--no-progress", action="store_true")
+    res.set_defaults(func=cmd_resume)
 
     val = sub.add_parser("validate", help="check a request (and model) without running it")
     val.add_argument("job")
@@ -456,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
     _add_runtime_flags(srv)
     _add_input_flags(srv)
+    srv.add_argument(
+        "--fault",
+        choices=[str(m) for m in FaultMode],
+        help="play an unavailable SageMaker, for tests of `run --prefer sagemaker` (runner/api_faults.py)",
+    )
     srv.set_defaults(func=cmd_serve)
 
     s3 = sub.add_parser("s3", help="the embedded S3 server (SeaweedFS on 127.0.0.1)")

@@ -16,6 +16,7 @@ DEFAULT_OBJECTS_IN_FLIGHT_PER_INSTANCE = 4
 CSV_HEADER_MODES = ("none", "first-line")
 CONTAINER_STARTUP_TIMEOUT_S = 600
 MODEL_RUNTIMES = ("auto", "hooks", "container")
+ON_RECORD_ERROR_MODES = ("fail_object", "quarantine")
 
 
 def data_home(environ: dict[str, str] | None = None) -> Path:
@@ -62,11 +63,21 @@ class RunnerConfig:
     csv_quoted_newlines: bool = False
     # Parquet / Arrow IPC objects: payloads of whole row groups / record batches, not whole objects.
     split_parquet_row_groups: bool = False
+    # A payload the model fails on (a hook raises, the container answers 4xx/5xx): "fail_object" fails
+    # its object (SageMaker's); "quarantine" bisects it to the failing records, writes them under
+    # quarantine_path (s3:// or file://, outside S3OutputPath) and leaves them out of the .out.
+    on_record_error: str = "fail_object"
+    quarantine_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.model_runtime not in MODEL_RUNTIMES:
             raise ValueError(
                 f"model_runtime must be one of {', '.join(MODEL_RUNTIMES)}; got {self.model_runtime!r}"
+            )
+        if self.on_record_error not in ON_RECORD_ERROR_MODES:
+            raise ValueError(
+                f"on_record_error must be one of {', '.join(ON_RECORD_ERROR_MODES)}; "
+                f"got {self.on_record_error!r}"
             )
         if self.csv_header not in CSV_HEADER_MODES:
             raise ValueError(

@@ -47,7 +47,7 @@ from typing import IO, Any
 
 import urllib3
 
-from runner.errors import ContainerError, WorkerStartupError
+from runner.errors import ContainerError, InvocationError, WorkerStartupError
 
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 MODEL_DIR_ENV = "SM_MODEL_DIR"
@@ -432,7 +432,7 @@ class ModelServer:
             if 200 <= r.status < 300:
                 return bytes(r.data)
             if r.status < 500:
-                raise ContainerError(
+                raise InvocationError(
                     _status_message(
                         name, index, r.status, r.data, f"{attempt} attempt(s); {r.status} is not retried"
                     )
@@ -440,7 +440,7 @@ class ModelServer:
             last = f"status {r.status}"
             self._note(f"{name}: payload {index}: attempt {attempt}: status {r.status}")
             if attempt == attempts:
-                raise ContainerError(
+                raise InvocationError(
                     _status_message(name, index, r.status, r.data, f"{attempts} attempt(s), {budget}")
                 )
         if last == "timeout":

@@ -14,8 +14,10 @@ what is allowed::
     ├── HandlerError              a user hook raised (hook, uri, payload index, original traceback)
     │   └── HandlerContractError  a hook breaks the toolkit's contract (arity, transform_fn + input_fn, ...)
     ├── ContainerError            a serving container misbehaved
+    │   └── InvocationError       it answered an invocation with an error status (4xx/5xx)
     ├── WorkerStartupError        workers could not be placed or started (names the setting to change)
     ├── WorkerLostError           model workers died on a payload more times than the retries allow
+    ├── ResumeError               a job cannot be resumed (still running, input or model changed)
     └── JobError                  job-store conflicts: duplicate name (ResourceInUse), unknown job
         ├── ResourceInUseError
         └── ResourceNotFoundError
@@ -119,6 +121,11 @@ class ContainerError(RunnerError):
     """A serving container failed its health check or answered an invocation with an error."""
 
 
+class InvocationError(ContainerError):
+    """The serving container answered ``POST /invocations`` with an error status (4xx, or 5xx after the
+    retries): the model refused the payload, as a hook that raises does (not a dead or silent server)."""
+
+
 class WorkerStartupError(RunnerError):
     """Workers cannot be placed or did not become ready. The message names the setting to change."""
 
@@ -137,3 +144,7 @@ class ResourceInUseError(JobError):
 
 class ResourceNotFoundError(JobError):
     """No job or model with this name exists."""
+
+
+class ResumeError(RunnerError):
+    """``batch-transform resume`` refuses: the job still runs, completed, or its input or model changed."""

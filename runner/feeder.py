@@ -26,8 +26,10 @@ from runner.batching import Payload, pack, pack_whole
 from runner.columnar import is_columnar, media_type, pack_columnar
 from runner.config import RunnerConfig
 from runner.dataprocessing import ObjectProcessor, RecordProcessing
-from runner.errors import Problem, RecordFormatError, RunnerError, SpecError, WorkerLostError
+from runner.dispatch import Bisection, Dispatcher, Outstanding
+from runner.errors import Problem, RecordFormatError, RunnerError, SpecError
 from runner.plan import InputObject
+from runner.quarantine import Quarantine, write_quarantine
 from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
 from runner.splitters import splitter_for
 from runner.splitters.csv import pack_with_header
@@ -37,6 +39,8 @@ GZIP_WBITS = 31
 GUNZIP_OUT_BYTES = 8 * 1024 * 1024
 PROGRESS_EVERY_S = 0.5
 READ_AHEAD_PAYLOADS = 2
+# What an object task counts (progress, and its ObjectResult).
+COUNTS = ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced", "records_quarantined")
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,10 @@ class FeedSettings:
     max_in_flight: int
     # ModelClientConfig.InvocationsMaxRetries: retries of a payload whose worker died.
     max_retries: int = 3
+    # The job's WorkerReplacer actor (WorkerPool.replacer): dead workers are replaced; None: they are not.
+    replacer: Any = None
+    # on_record_error quarantine (CONTRACT 9, runner/quarantine.py); None: a model error fails the object.
+    quarantine: Quarantine | None = None
     # DataProcessing (CONTRACT 6.4); None when the job leaves it at the default.
     processing: RecordProcessing | None = None
     # Opt-in input/output extensions (CONTRACT 9); the default is SageMaker's behaviour.
@@ -147,6 +155,8 @@ class ObjectResult:
     first_output_s: float | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     payloads_retried: int = 0
+    workers_replaced: int = 0
+    records_quarantined: int = 0
 
 
 def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
@@ -299,6 +309,19 @@ def failure(obj: InputObject, e: BaseException) -> tuple[str, str]:
     return f"{obj.name}: {type(cause).__name__}: {cause}", "InternalServerError"
 
 
+def bisection_for(settings: FeedSettings) -> Bisection | None:
+    """How a failing payload is split into records, under on_record_error quarantine."""
+    if settings.quarantine is None:
+        return None
+    knobs = settings.knobs
+    splitter = (
+        splitter_for(settings.split_type, csv_quoted_newlines=knobs.csv_quoted_newlines)
+        if settings.split_type is not SplitType.NONE
+        else None
+    )
+    return Bisection(splitter, knobs.csv_header)
+
+
 def run_object(
     obj: InputObject,
     settings: FeedSettings,
@@ -312,7 +335,7 @@ def run_object(
     ``first_worker`` so objects of one payload each still use every worker."""
     os.environ.update(aws_env)
     t0 = time.perf_counter()
-    counts = {"records": 0, "payloads": 0, "bytes_in": 0, "payloads_retried": 0}
+    counts = dict.fromkeys(COUNTS, 0)
     reported = dict.fromkeys(counts, 0)
     first_output_s: float | None = None
     timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
@@ -338,7 +361,14 @@ def run_object(
         )
         with OutputAssembler(writer, settings.assemble_with) as out:
             window: deque[Outstanding] = deque()
-            dispatcher = Dispatcher(workers, obj.name, 1 + settings.max_retries, counts)
+            dispatcher = Dispatcher(
+                workers,
+                obj.name,
+                1 + settings.max_retries,
+                counts,
+                settings.replacer,
+                bisection_for(settings),
+            )
             # csv_header_in_output: the header, once read, until it is written atop the output.
             header: list[bytes] = []
             # Per outstanding payload: (its original records, first record, index) for DataProcessing.
@@ -349,14 +379,21 @@ def run_object(
                 """Write the oldest outstanding result (results are written in payload order)."""
                 nonlocal first_output_s
                 t1 = time.perf_counter()
-                body = dispatcher.result(window.popleft())
+                pieces = dispatcher.result(window.popleft())
                 t2 = time.perf_counter()
                 records, first, index = pending.popleft()
-                if processor is not None:
-                    body = processor.output(body, records, first, index)
                 if header:
                     background.add(header.pop())
-                background.add(body)
+                # One piece, unless bad records were quarantined: then each run of good records' result
+                # is written as its own result body, in record order (runner/dispatch.py).
+                for piece in pieces:
+                    body = piece.body
+                    if processor is not None:
+                        at = piece.first_record - first
+                        body = processor.output(
+                            body, records[at : at + piece.record_count], piece.first_record, index
+                        )
+                    background.add(body)
                 t3 = time.perf_counter()
                 timings["wait_result_s"] += t2 - t1
                 timings["write_s"] += t3 - t2
@@ -398,6 +435,9 @@ def run_object(
                 # Stop both threads before the upload is committed or aborted.
                 payloads.close()
                 background.close()
+            if dispatcher.quarantined:  # before the commit: a record must not vanish silently
+                assert settings.quarantine is not None
+                write_quarantine(settings.quarantine, obj, dispatcher.quarantined)
             out.commit()
             timings["write_s"] += time.perf_counter() - t1
         report(force=True)
@@ -409,6 +449,8 @@ def run_object(
             payloads=counts["payloads"],
             bytes_in=counts["bytes_in"],
             payloads_retried=counts["payloads_retried"],
+            workers_replaced=counts["workers_replaced"],
+            records_quarantined=counts["records_quarantined"],
             bytes_out=out.bytes_out,
             first_output_s=first_output_s,
             timings={**timings, "total_s": time.perf_counter() - t0},
@@ -426,6 +468,7 @@ def run_object(
             payloads=counts["payloads"],
             bytes_in=counts["bytes_in"],
             payloads_retried=counts["payloads_retried"],
+            workers_replaced=counts["workers_replaced"],
         )
 
 
@@ -441,54 +484,6 @@ class ProgressCounter:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)
-
-
-@dataclass
-class Outstanding:
-    """A payload sent to a worker and not yet written."""
-
-    ref: Any
-    payload: Payload
-    worker: int
-    tries: int = 1
-
-
-class Dispatcher:
-    """Sends an object's payloads to its instance's workers. A payload whose worker process died is
-    sent to another live worker, up to 1 + InvocationsMaxRetries tries in all, so a lost worker loses
-    no record and duplicates none (results are still written once, in payload order)."""
-
-    def __init__(self, workers: list[Any], name: str, max_tries: int, counts: dict[str, int]) -> None:
-        self.workers = workers
-        self.name = name
-        self.max_tries = max(1, max_tries)
-        self.dead: set[int] = set()
-        self.counts = counts
-
-    def submit(self, payload: Payload, preferred: int, tries: int = 1) -> Outstanding:
-        n = len(self.workers)
-        worker = next(
-            (i % n for i in range(preferred, preferred + n) if i % n not in self.dead), preferred % n
-        )
-        ref = self.workers[worker].transform.remote(payload.data, self.name, payload.index)
-        return Outstanding(ref, payload, worker, tries)
-
-    def result(self, item: Outstanding) -> bytes:
-        while True:
-            try:
-                body: bytes = ray.get(item.ref)
-                return body
-            except ray.exceptions.RayActorError as e:
-                self.dead.add(item.worker)
-                if item.tries >= self.max_tries or len(self.dead) == len(self.workers):
-                    raise WorkerLostError(
-                        f"{self.name}: payload {item.payload.index}: the model worker died while "
-                        f"transforming it; {item.tries} of at most {self.max_tries} tries made "
-                        "(1 + InvocationsMaxRetries="
-                        f"{self.max_tries - 1}), {len(self.dead)} of {len(self.workers)} workers lost: {e}"
-                    ) from None
-                self.counts["payloads_retried"] += 1
-                item = self.submit(item.payload, item.worker + 1, item.tries + 1)
 
 
 def warm() -> None:

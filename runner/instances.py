@@ -2,7 +2,8 @@
 
 ``pool.py`` sizes one Ray placement group per logical instance from this table. Numbers are the
 published EC2 sizes of the underlying instance (``ml.m5.xlarge`` = ``m5.xlarge``). Every key is a
-value of botocore's ``TransformInstanceType`` enum (a unit test keeps it so).
+value of botocore's ``TransformInstanceType`` enum (a unit test keeps it so). The end of the module
+says how a Ray node advertises the type it stands for (``node_resources``).
 """
 
 from __future__ import annotations
@@ -131,3 +132,24 @@ def unknown_instance_type(instance_type: object) -> Problem:
         instance_type,
         f"Member must be one of the instance types this runner knows: [{known}]",
     )
+
+
+# ---- how a Ray node says which ml instance type it stands for ----------------------------------
+# A node that is (like) one instance of type T advertises the custom resource named exactly T with
+# the value 1 (``ray start --resources='{"ml.m5.xlarge": 1}'``): the value is how many instances
+# of T the node holds. ``pool.py`` then asks for T in every bundle of an instance of T.
+NODE_RESOURCE_PREFIX = "ml."
+
+
+def node_resources(instance_type: str) -> dict[str, float]:
+    """What a node standing for one instance of ``instance_type`` advertises, custom resource included."""
+    spec = instance_spec(instance_type)
+    resources = {"CPU": float(spec.vcpus), instance_type: 1.0}
+    if spec.gpus:
+        resources["GPU"] = float(spec.gpus)
+    return resources
+
+
+def advertised_types(resources: Mapping[str, float]) -> dict[str, float]:
+    """The ml instance types among a node's (or a cluster's) resources, with their amounts."""
+    return {k: float(v) for k, v in resources.items() if k.startswith(NODE_RESOURCE_PREFIX) and v > 0}

@@ -17,7 +17,14 @@ import ray
 from runner.config import RunnerConfig
 from runner.container import RuntimeSettings
 from runner.dataprocessing import processing_for
-from runner.errors import Problem, ResourceInUseError, ResourceNotFoundError, RunnerError, SpecError
+from runner.errors import (
+    Problem,
+    ResourceInUseError,
+    ResourceNotFoundError,
+    ResumeError,
+    RunnerError,
+    SpecError,
+)
 from runner.feeder import (
     FeedSettings,
     ObjectResult,
@@ -30,6 +37,8 @@ from runner.instances import instance_spec
 from runner.model import ModelSpec, job_environment, parse_create_model
 from runner.plan import InputObject, plan_inputs
 from runner.pool import WorkerPool, check_fits, size_instances
+from runner.quarantine import quarantine_for
+from runner.resume import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
 from runner.spec import (
     DEFAULT_MAX_CONCURRENT_TRANSFORMS,
     DEFAULT_MAX_PAYLOAD_MB,
@@ -38,7 +47,15 @@ from runner.spec import (
     TransformJobSpec,
     parse_transform_job,
 )
-from runner.state import JobRecord, JobStore, TransformJobStatus, in_use_message, job_arn, model_arn
+from runner.state import (
+    JobRecord,
+    JobStore,
+    TransformJobStatus,
+    in_use_message,
+    job_arn,
+    model_arn,
+    owner_id,
+)
 from runner.storage import storage_for
 from runner.worker import remote_probe_execution_parameters
 
@@ -112,6 +129,8 @@ class PreparedJob:
     model: ModelSpec
     objects: list[InputObject]
     record: JobRecord
+    # Objects whose valid output a resumed job keeps (not in ``objects``, not run again).
+    resumed: int = 0
 
 
 def create_job(
@@ -183,6 +202,65 @@ def run_job(
     """Create and run a job to its end; returns the final record. Bad requests raise, nothing runs."""
     store = JobStore(config.store_path)
     job = create_job(request, store, model_request)
+    return _run_to_end(job, store, config, on_progress, on_note)
+
+
+def resume_job(
+    name: str,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> JobRecord:
+    """Run a Failed, Stopped or orphaned job again over the objects without a valid output (resume.py)."""
+    store = JobStore(config.store_path)
+    job, knobs = prepare_resume(name, store, on_note or log.info)
+    # The first run's output knobs, whatever this command was given: the outputs must match.
+    return _run_to_end(job, store, replace(config, **knobs), on_progress, on_note)
+
+
+def prepare_resume(
+    name: str, store: JobStore, on_note: Callable[[str], None]
+) -> tuple[PreparedJob, dict[str, Any]]:
+    """Check that ``name`` can be resumed and set it InProgress again: the objects still to run and
+    the first run's output knobs. Raises ResumeError, and changes nothing, when it cannot."""
+    record = store.get_job(name)
+    check_resumable(store, record)
+    spec = parse_transform_job(record.request)
+    model_request = store.get_model(spec.model_name)
+    if model_request is None:
+        raise ResumeError(f"cannot resume transform job {name!r}: its model {spec.model_name!r} was deleted")
+    ledger = Ledger(store)
+    plan = ledger.plan(spec.name)
+    if plan is None:
+        raise ResumeError(
+            f"cannot resume transform job {name!r}: it has no ledger (it never started feeding objects)"
+        )
+    objects = plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
+    check_unchanged(spec.name, plan, objects, model_fingerprint(model_request))
+    valid = still_valid(objects, ledger.finished(spec.name))
+    todo = [o for o in objects if o.uri not in valid]
+    output_storage = storage_for(spec.transform_output.s3_output_path)
+    if todo and hasattr(output_storage, "abort_uploads"):  # left by a killed run; never become objects
+        output_storage.abort_uploads(o.output_uri for o in todo)
+    on_note(
+        f"resuming {spec.name}: {len(valid)} of {len(objects)} objects have a valid output and are kept; "
+        f"{len(todo)} to run"
+    )
+    record = store.update_job(
+        spec.name, status=TransformJobStatus.IN_PROGRESS, failure_reason=None, transform_end_time=None
+    )
+    return PreparedJob(spec, parse_create_model(model_request), todo, record, resumed=len(valid)), plan.knobs
+
+
+def _run_to_end(
+    job: PreparedJob,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    on_note: Callable[[str], None] | None,
+) -> JobRecord:
+    # Recorded so that `resume` can tell a job whose process died (kill -9) from a running one.
+    store.claim_job(job.spec.name, owner_id())
     try:
         return execute(
             job, store, config, on_progress, on_note or log.info, stop_requested(store, job.spec.name)
@@ -214,12 +292,15 @@ def execute(
     """Run a created job to its end. ``should_stop`` (StopTransformJob) is polled while objects are
     fed; once true, running objects are cancelled (their uploads aborted) and the job ends Stopped."""
     spec, model = job.spec, job.model
+    if not job.resumed:
+        Ledger(store).begin(spec.name, model_fingerprint(model.request), job.objects, config)
     # CONTRACT 9 knobs: a combination that cannot work fails the job before workers start.
     knobs, knob_notes = input_knobs(
         config, spec.transform_input.content_type, spec.transform_input.split_type, processing_for(spec)
     )
     for note in knob_notes:
         on_note(note)
+    quarantine = quarantine_for(config, spec)  # on_record_error (CONTRACT 9); refused here if unworkable
     ensure_ray(config)
     warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
     # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
@@ -290,6 +371,8 @@ def execute(
             processing=processing_for(spec),
             max_retries=spec.model_client_config.invocations_max_retries,
             knobs=knobs,
+            replacer=pool.replacer(),
+            quarantine=quarantine,
         )
         results = _feed_all(job, pool, settings, store, config, on_progress, should_stop)
         stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
@@ -332,18 +415,22 @@ def _counters(
 ) -> dict[str, Any]:
     done = [r for r in results if r.ok]
     out: dict[str, Any] = {
-        "objects_total": len(job.objects),
-        "objects_done": len(done),
+        "objects_total": len(job.objects) + job.resumed,
+        "objects_done": len(done) + job.resumed,
         "objects_failed": len(results) - len(done),
         "records": sum(r.records for r in results),
         "payloads": sum(r.payloads for r in results),
         "bytes_in": sum(r.bytes_in for r in results),
         "bytes_out": sum(r.bytes_out for r in results),
         "payloads_retried": sum(r.payloads_retried for r in results),
+        "workers_replaced": sum(r.workers_replaced for r in results),
+        "records_quarantined": sum(r.records_quarantined for r in results),
     }
     if live:
-        for k in ("records", "payloads", "bytes_in", "payloads_retried"):
+        for k in ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced"):
             out[k] = max(out[k], live.get(k, 0))
+    if job.resumed:
+        out["objects_resumed"] = job.resumed
     firsts = [r.first_output_s for r in results if r.first_output_s is not None]
     if firsts:
         out["first_output_s"] = min(firsts)
@@ -390,6 +477,8 @@ def _feed_all(
 ) -> list[ObjectResult]:
     """Objects go to instances as instances free up, a few at a time per instance."""
     aws_env = aws_environment()
+    ledger = Ledger(store)
+    by_uri = {o.uri: o for o in job.objects}
     progress: Any = RemoteProgressCounter.remote()
     queue = deque(job.objects)
     running: dict[Any, int] = {}
@@ -413,7 +502,11 @@ def _feed_all(
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
             for ref in done:
                 per_instance[running.pop(ref)] -= 1
-                results.append(ray.get(ref))
+                result: ObjectResult = ray.get(ref)
+                results.append(result)
+                if result.ok:  # the ledger `resume` reads; the output's ETag proves it is still ours
+                    obj = by_uri[result.uri]
+                    ledger.record(job.spec.name, obj, storage_for(obj.output_uri).head(obj.output_uri).etag)
             if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
                 counters = _counters(job, results, ray.get(progress.snapshot.remote()))
                 if on_progress is not None:

@@ -27,6 +27,7 @@ from runner.spec import TransformJobSpec, validate_request
 from runner.storage import storage_for
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+GZIP_MAGIC = b"\x1f\x8b"
 # Framework images whose toolkit runs hooks, beyond the families handler.py ports.
 FRAMEWORK_IMAGE_MARKERS = ("huggingface", "mxnet-inference")
 
@@ -45,8 +46,13 @@ class ModelSpec:
 def parse_create_model(request: Mapping[str, Any]) -> ModelSpec:
     """Validate against botocore's CreateModel shape plus the rules Batch Transform adds."""
     problems = [p for p in validate_request("CreateModel", request) if not _local_artifact_problem(p)]
-    containers = list(request.get("Containers") or [])
+    if not isinstance(request, Mapping):
+        raise SpecError(problems)
+    # A member of the wrong type is already a problem; the rules below only read well-typed ones.
+    listed = request.get("Containers")
+    containers = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
     primary = request.get("PrimaryContainer")
+    primary = primary if isinstance(primary, Mapping) else None
     if primary is None and not containers and not problems:
         problems.append(Problem("primaryContainer", None, "Member must not be null (or give Containers)"))
     if len(containers) > 1:
@@ -142,7 +148,7 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "file"
 
 
-def _local_path(url: str) -> Path:
+def local_model_path(url: str) -> Path:
     return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
 
 
@@ -154,7 +160,7 @@ def ensure_model_dir(url: str | None, cache_dir: Path) -> Path:
         return empty
     try:
         if _scheme(url) == "file":
-            path = _local_path(url)
+            path = local_model_path(url)
             if path.is_dir():
                 return path
             if not path.is_file():
@@ -196,10 +202,17 @@ def _fetch_remote(url: str, cache_dir: Path) -> Path:
             dest = (target / rel).resolve()
             if not dest.is_relative_to(target.resolve()):
                 raise ModelError(f"ModelDataUrl {url}: object {obj.uri} would land outside the model folder")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "wb") as f:
-                for chunk in storage.iter_chunks(obj.uri):
-                    f.write(chunk)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "wb") as f:
+                    for chunk in storage.iter_chunks(obj.uri):
+                        f.write(chunk)
+            except OSError as e:
+                # S3 lets "a" and "a/b" both be keys; a folder cannot be a file too.
+                raise ModelError(
+                    f"ModelDataUrl {url}: object {obj.uri} cannot be stored as {rel!r} in the model folder: "
+                    f"{e.strerror or e} (is one key also the folder of another?)"
+                ) from e
 
     return _cached(cache_dir, url + "|" + ",".join(sorted(o.etag for o in objects)), fill_prefix)
 
@@ -271,16 +284,46 @@ def _unsafe(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+def _not_a_tarball(tarball: Path) -> str:
+    """Why ``tarfile.open`` refused the file, in one line (its own text lists a failure per method)."""
+    with open(tarball, "rb") as f:
+        head = f.read(len(GZIP_MAGIC))
+    if not head:
+        return "the file is empty; a model archive is a tar.gz of the model folder"
+    if head == GZIP_MAGIC:
+        try:
+            with tarfile.open(tarball, "r:gz") as tar:
+                tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            return f"the file starts like gzip but is not a valid tar.gz: {e}"
+    return (
+        "the file is not a tar archive (plain, or compressed with gzip, bzip2 or xz); a model archive is a "
+        "tar.gz of the model folder"
+    )
+
+
 def _extract(tarball: Path, target: Path, url: str) -> None:
+    where = f"ModelDataUrl {url}: cannot extract the model archive"
     try:
-        with tarfile.open(tarball) as tar:
+        with _open_tarball(tarball, where) as tar:
             for member in tar.getmembers():
                 reason = _unsafe(member)
                 if reason:
-                    raise ModelError(
-                        f"ModelDataUrl {url}: cannot extract the model archive: "
-                        f"member {member.name!r}: {reason}"
-                    )
+                    raise ModelError(f"{where}: member {member.name!r}: {reason}")
             tar.extractall(target, filter="data")  # belt and braces: the stdlib's own safety filter
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise ModelError(f"ModelDataUrl {url}: cannot extract the model archive: {e}") from e
+        raise ModelError(f"{where}: {_read_error(e)}") from e
+
+
+def _open_tarball(tarball: Path, where: str) -> tarfile.TarFile:
+    try:
+        return tarfile.open(tarball)
+    except tarfile.ReadError as e:
+        raise ModelError(f"{where}: {_not_a_tarball(tarball)}") from e
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ModelError(f"{where}: {_read_error(e)}") from e
+
+
+def _read_error(e: BaseException) -> str:
+    # gzip's EOFError ("Compressed file ended before ...") does not say that the file is cut short.
+    return f"the file is truncated ({e})" if isinstance(e, EOFError) else str(e)

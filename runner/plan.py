@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 from runner.errors import Problem, SpecError, StorageError
@@ -18,6 +19,8 @@ from runner.storage import ObjectInfo, Storage, split_s3_uri
 log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIX = ".out"
+# Path segments that a store whose keys are paths would resolve, out of S3OutputPath for "..".
+DOT_SEGMENTS = (".", "..")
 MANIFEST_FORM = '[{"prefix": "s3://bucket/prefix/"}, "relative/key/1", ...]'
 
 
@@ -66,7 +69,8 @@ def no_objects_message(uri: str, region: str) -> str:
 def plan_inputs(spec: TransformJobSpec, storage: Storage, region: str = "us-east-1") -> list[InputObject]:
     """List the input and pair every object with its output URI; fail before anything runs."""
     source = spec.transform_input
-    if source.data_type is S3DataType.MANIFEST_FILE:
+    manifest = source.data_type is S3DataType.MANIFEST_FILE
+    if manifest:
         prefix_uri, entries = read_manifest(source.s3_uri, storage)
         # Not listed (each entry is read when its turn comes): size -1 and no ETag mean "unknown".
         found = [(prefix_uri + entry, -1, "", entry.lstrip("/")) for entry in entries]
@@ -89,16 +93,29 @@ def plan_inputs(spec: TransformJobSpec, storage: Storage, region: str = "us-east
         )
     out_path = spec.transform_output.s3_output_path
     planned: list[InputObject] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}  # output URI with "/" runs merged -> (input, output)
     for uri, size, etag, rel in found:
         out = output_uri(out_path, rel)
-        if out in seen:
+        dot = next((part for part in rel.split("/") if part in DOT_SEGMENTS), None)
+        if dot is not None:
+            fix = "change its manifest entry" if manifest else "rename the object"
             raise _uri_error(
                 source.s3_uri,
-                f"input objects {seen[out]} and {uri} would both write {out}; "
+                f"input object {uri} would be written to {out}, but its key relative to the input, "
+                f"{rel!r}, has a {dot!r} path segment: where keys are paths (a local folder) that leads "
+                f"elsewhere, out of S3OutputPath {out_path} for '..', and S3-compatible stores such as "
+                f"SeaweedFS refuse the key; {fix} so that it has no '.' or '..' segment",
+            )
+        merged = _merge_slashes(out)
+        if merged in seen:
+            first, first_out = seen[merged]
+            written = out if out == first_out else f"{first_out} and {out}, one object where keys are paths"
+            raise _uri_error(
+                source.s3_uri,
+                f"input objects {first} and {uri} would both write {written}; "
                 "each input object must map to its own output",
             )
-        seen[out] = uri
+        seen[merged] = (uri, out)
         planned.append(InputObject(uri, size, etag, rel, out))
     in_bucket_prefix = prefix_uri.rstrip("/")
     if out_path.rstrip("/").startswith(in_bucket_prefix):
@@ -109,6 +126,12 @@ def plan_inputs(spec: TransformJobSpec, storage: Storage, region: str = "us-east
             prefix_uri,
         )
     return planned
+
+
+def _merge_slashes(uri: str) -> str:
+    """``uri`` with runs of ``/`` in its key merged, as a file system (and SeaweedFS) merges them."""
+    scheme, sep, rest = uri.partition("://")
+    return scheme + sep + re.sub("/{2,}", "/", rest)
 
 
 def _uri_error(uri: str, text: str) -> SpecError:
@@ -129,6 +152,8 @@ def read_manifest(uri: str, storage: Storage) -> tuple[str, list[str]]:
         raise _uri_error(uri, f"the manifest cannot be read: {e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _uri_error(uri, f"the manifest is not valid JSON: {e}") from None
+    except RecursionError:
+        raise _uri_error(uri, "the manifest is not valid JSON: it nests too deeply to be read") from None
     head = manifest[0] if isinstance(manifest, list) and manifest else None
     prefix = head.get("prefix") if isinstance(head, dict) else None
     if not isinstance(prefix, str):

@@ -4,6 +4,12 @@ An "instance" is a Ray placement group of ``workers`` bundles packed on one node
 an instance never straddles nodes, as a SageMaker instance would not. On a local Ray that the runner
 started, an instance bigger than the machine is scaled down to fit (and the job says so); on an
 existing cluster, instances that cannot be placed fail fast with the setting to change.
+
+Node labels: on an existing cluster (``--ray-address``) whose nodes advertise ml instance types as
+custom resources (``{"ml.m5.xlarge": 1}``, see ``instances.node_resources`` and docs/deploy.md),
+every bundle of an instance of type T also asks for ``1 / workers`` of resource T, so the instance
+lands on a node that stands for a T and such a node holds one instance. A cluster whose nodes
+advertise no ml type, and a local Ray, are placed on CPUs/GPUs alone.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +27,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from runner.container import RuntimeSettings
 from runner.errors import WorkerStartupError
-from runner.instances import InstanceSpec
+from runner.instances import InstanceSpec, advertised_types
 from runner.model import ModelSpec
 from runner.worker import RemoteModelWorker
 
@@ -38,10 +44,36 @@ class InstanceSizing:
     gpus_per_worker: float
     workers: int
     notes: tuple[str, ...] = ()
+    # The custom resource (an ml instance type) every bundle asks for; None: CPUs/GPUs only.
+    node_resource: str | None = None
 
     @property
     def threads_per_worker(self) -> int:
         return max(1, math.floor(self.cpus_per_worker + 1e-9))
+
+    @property
+    def node_share(self) -> float:
+        """Each worker's share of its node's ml-type resource: the shares of one instance sum to at
+        most 1, so a node advertising ``{T: 1}`` holds exactly one instance of T."""
+        return _ray_amount(1.0 / self.workers)
+
+    def bundle(self) -> dict[str, float]:
+        """One worker's placement-group bundle."""
+        bundle = {"CPU": self.cpus_per_worker}
+        if self.gpus_per_worker:
+            bundle["GPU"] = self.gpus_per_worker
+        if self.node_resource is not None:
+            bundle[self.node_resource] = self.node_share
+        return bundle
+
+    def per_instance(self) -> dict[str, float]:
+        """What one instance (all its bundles) needs from one node."""
+        return {k: v * self.workers for k, v in self.bundle().items()}
+
+
+def _ray_amount(x: float) -> float:
+    """Ray accepts resource amounts to 4 decimals; round down so the parts never exceed the whole."""
+    return max(math.floor(x * 1e4) / 1e4, 1e-4)
 
 
 def size_instances(
@@ -51,7 +83,10 @@ def size_instances(
     cluster: Mapping[str, float],
     local: bool,
 ) -> InstanceSizing:
-    """Split an instance's vCPUs/GPUs over its workers; scale down only on a runner-started local Ray."""
+    """Split an instance's vCPUs/GPUs over its workers; scale down only on a runner-started local Ray.
+
+    On an existing cluster (``local`` False) whose ``cluster`` resources include ml instance types,
+    the bundles also ask for the node resource named after the instance type."""
     cpus = float(instance.vcpus)
     gpus = float(instance.gpus)
     notes: list[str] = []
@@ -74,24 +109,29 @@ def size_instances(
                 + (" (the model runs on the CPU)" if scaled == 0 else "")
             )
             gpus = scaled
+    labelled = not local and bool(advertised_types(cluster))
     # Ray accepts resource amounts to 4 decimals.
     return InstanceSizing(
         cpus_per_worker=math.floor(cpus / workers * 1e4) / 1e4,
         gpus_per_worker=math.floor(gpus / workers * 1e4) / 1e4,
         workers=workers,
         notes=tuple(notes),
+        node_resource=instance.instance_type if labelled else None,
     )
 
 
 def check_fits(
-    instance_type: str, count: int, sizing: InstanceSizing, nodes: list[Mapping[str, float]]
+    instance_type: str, count: int, sizing: InstanceSizing, nodes: Sequence[Mapping[str, float]]
 ) -> None:
     """Fail before placing anything when the cluster's nodes cannot hold the instances at all.
 
     Each instance must fit one node (first fit over the nodes' total resources); what other jobs
     hold right now is left to the placement timeout.
     """
-    need = {"CPU": sizing.cpus_per_worker * sizing.workers, "GPU": sizing.gpus_per_worker * sizing.workers}
+    label = sizing.node_resource
+    if label is not None and not any(n.get(label, 0.0) > 0 for n in nodes):
+        raise WorkerStartupError(_no_node_of_type(label, nodes))
+    need = sizing.per_instance()
     free = [dict(n) for n in nodes]
     placed = 0
     for _ in range(count):
@@ -102,14 +142,34 @@ def check_fits(
                 placed += 1
                 break
     if placed < count:
-        biggest = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
+        candidates = [n for n in nodes if label is None or n.get(label, 0.0) > 0]
+        biggest = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in candidates), default=(0.0, 0.0))
+        where = "one node per instance" if label is None else f"one node advertising {label} per instance"
+        which = "its largest node" if label is None else f"its largest {label} node"
         raise WorkerStartupError(
             f"TransformResources: {count} x {instance_type} needs {need['CPU']:g} CPUs"
-            + (f" and {need['GPU']:g} GPUs" if need["GPU"] else "")
-            + f" on one node per instance; this Ray cluster can hold {placed} such instance(s) (its largest "
-            f"node has {biggest[0]:g} CPUs, {biggest[1]:g} GPUs). Choose a smaller "
+            + (f" and {need['GPU']:g} GPUs" if need.get("GPU") else "")
+            + f" on {where}; this Ray cluster can hold {placed} such instance(s) ({which} has "
+            f"{biggest[0]:g} CPUs, {biggest[1]:g} GPUs). Choose a smaller "
             "TransformResources.InstanceType, lower TransformResources.InstanceCount, or add nodes"
+            + ("" if label is None else f' that advertise {{"{label}": 1}}')
         )
+
+
+def _no_node_of_type(instance_type: str, nodes: Sequence[Mapping[str, float]]) -> str:
+    """Nodes advertise ml instance types (docs/deploy.md), but none the requested one."""
+    per_type: dict[str, int] = {}
+    for node in nodes:
+        for name in advertised_types(node):
+            per_type[name] = per_type.get(name, 0) + 1
+    advertised = ", ".join(f"{name} ({n} node{'s' if n > 1 else ''})" for name, n in sorted(per_type.items()))
+    return (
+        f"TransformResources.InstanceType {instance_type}: no alive node of this Ray cluster advertises "
+        f"the custom resource {instance_type}; its nodes stand for these ml instance types: {advertised}. "
+        f"Choose one of them as TransformResources.InstanceType, or add nodes started with "
+        f"--resources='{{\"{instance_type}\": 1}}' (a KubeRay worker group or cluster launcher node type for "
+        f"{instance_type}, scaled above zero; see docs/deploy.md)"
+    )
 
 
 @dataclass
@@ -119,6 +179,8 @@ class WorkerPool:
     instances: list[list[Any]]
     groups: list[PlacementGroup]
     infos: list[dict[str, Any]] = field(default_factory=list)
+    template: WorkerTemplate | None = None
+    _replacer: Any = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -134,11 +196,12 @@ class WorkerPool:
         runtime: RuntimeSettings | None = None,
     ) -> WorkerPool:
         """Place ``count`` instances and start their workers (model fetch and model_fn included)."""
-        bundle = {"CPU": sizing.cpus_per_worker}
-        if sizing.gpus_per_worker:
-            bundle["GPU"] = sizing.gpus_per_worker
+        bundle = sizing.bundle()
         groups = [placement_group([bundle] * sizing.workers, strategy="STRICT_PACK") for _ in range(count)]
-        pool = cls([], groups)
+        template = WorkerTemplate(
+            model, environment, sizing, cache_dir, content_type, accept, ready_timeout_s, runtime
+        )
+        pool = cls([], groups, template=template)
         try:
             ready, _ = ray.wait([g.ready() for g in groups], num_returns=count, timeout=PLACEMENT_TIMEOUT_S)
             if len(ready) < count:
@@ -153,24 +216,8 @@ class WorkerPool:
             for group in groups:
                 workers = []
                 for b in range(sizing.workers):
-                    actor: Any = RemoteModelWorker.options(
-                        num_cpus=sizing.cpus_per_worker,
-                        num_gpus=sizing.gpus_per_worker,
-                        scheduling_strategy=PlacementGroupSchedulingStrategy(
-                            group, placement_group_bundle_index=b
-                        ),
-                    ).remote()
-                    pending.append(
-                        actor.setup.remote(
-                            model,
-                            environment,
-                            cache_dir,
-                            sizing.threads_per_worker,
-                            content_type,
-                            accept,
-                            runtime,
-                        )
-                    )
+                    actor, ready = start_worker(template, group, b)
+                    pending.append(ready)
                     workers.append(actor)
                 pool.instances.append(workers)
             pool.infos = wait_ready(pending, ready_timeout_s)
@@ -190,13 +237,62 @@ class WorkerPool:
                 stats.append({"lost": True})
         return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
 
+    def replacer(self) -> Any:
+        """The job's WorkerReplacer actor (runner/dispatch.py), started on first use: object tasks ask
+        it for a new worker in a dead one's place."""
+        if self._replacer is None:
+            from runner.dispatch import RemoteWorkerReplacer
+
+            self._replacer = RemoteWorkerReplacer.remote(self.template, self.groups, self.instances)
+        return self._replacer
+
     def shutdown(self) -> None:
+        if self._replacer is not None:  # its replacement workers go with their placement groups
+            ray.kill(self._replacer)
+            self._replacer = None
         for workers in self.instances:
             for w in workers:
                 ray.kill(w)
         for g in self.groups:
             remove_placement_group(g)
         self.instances, self.groups = [], []
+
+
+@dataclass(frozen=True)
+class WorkerTemplate:
+    """What every worker of a job starts with, so that a dead one can be replaced by an equal one."""
+
+    model: ModelSpec
+    environment: Mapping[str, str]
+    sizing: InstanceSizing
+    cache_dir: str
+    content_type: str | None
+    accept: str | None
+    ready_timeout_s: float
+    runtime: RuntimeSettings | None = None
+
+
+def start_worker(template: WorkerTemplate, group: PlacementGroup, bundle_index: int) -> tuple[Any, Any]:
+    """Start one worker in bundle ``bundle_index`` of ``group``: (the actor, its setup's ObjectRef).
+    WorkerPool.start and the replacement of a dead worker (runner/dispatch.py) both start workers here."""
+    sizing = template.sizing
+    actor: Any = RemoteModelWorker.options(
+        num_cpus=sizing.cpus_per_worker,
+        num_gpus=sizing.gpus_per_worker,
+        scheduling_strategy=PlacementGroupSchedulingStrategy(
+            group, placement_group_bundle_index=bundle_index
+        ),
+    ).remote()
+    ready = actor.setup.remote(
+        template.model,
+        template.environment,
+        template.cache_dir,
+        sizing.threads_per_worker,
+        template.content_type,
+        template.accept,
+        template.runtime,
+    )
+    return actor, ready
 
 
 def wait_ready(pending: list[Any], timeout_s: float) -> list[dict[str, Any]]:

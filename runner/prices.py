@@ -27,15 +27,25 @@ PRICES_ENV = "BATCH_TRANSFORM_PRICES"
 REGION = "us-east-1"
 # The day the built-in prices were read from the sources below.
 AS_OF = "2026-11-26"
-EC2_SOURCE = (
-    "Amazon EC2 On-Demand pricing, US East (N. Virginia), Linux, shared tenancy "
-    "(aws.amazon.com/ec2/pricing/on-demand/), as quoted by public price tables found by search on "
-    f"{AS_OF}; a price is kept when the quotes agree"
-)
-SAGEMAKER_SOURCE = (
-    "Amazon SageMaker AI On-Demand pricing, Batch Transform, US East (N. Virginia) "
-    "(aws.amazon.com/sagemaker/pricing/), as quoted by public price tables found by search on "
-    f"{AS_OF}; kept only where a quote names us-east-1 and the quotes agree"
+
+# Each built-in price names its source by one of these labels; the table lists them in full.
+EC2_PRICE_LIST = "ec2-price-list"
+SAGEMAKER_QUOTES = "sagemaker-quotes"
+SOURCES: Mapping[str, str] = MappingProxyType(
+    {
+        EC2_PRICE_LIST: (
+            "Amazon EC2 On-Demand pricing, US East (N. Virginia), Linux, shared tenancy "
+            "(aws.amazon.com/ec2/pricing/on-demand/) as the AWS Price List API gives it, from "
+            "github.com/aws/karpenter-provider-aws pkg/providers/pricing/zz_generated.pricing_aws.go "
+            f"(generated 2026-01-19 for us-east-1), read {AS_OF}; it agrees with the public price "
+            "tables found by search for every type both list"
+        ),
+        SAGEMAKER_QUOTES: (
+            "Amazon SageMaker AI On-Demand pricing, Batch Transform, US East (N. Virginia) "
+            "(aws.amazon.com/sagemaker/pricing/), as quoted by public price tables found by search on "
+            f"{AS_OF}; kept only where a quote names us-east-1 and the quotes agree"
+        ),
+    }
 )
 NOT_FOUND = f"no us-east-1 price found in the sources searched on {AS_OF}; supply one with --prices"
 
@@ -46,11 +56,14 @@ class PriceTableError(RunnerError):
 
 @dataclass(frozen=True)
 class InstancePrice:
-    """USD per instance-hour; ``None`` where the table has no price (``note`` says why)."""
+    """USD per instance-hour; ``None`` where the table has no price (``note`` says why). Each price
+    may name its source (in the built-in table: a key of ``SOURCES``)."""
 
     sagemaker_usd_per_hour: float | None
     ec2_usd_per_hour: float | None
     note: str = ""
+    sagemaker_source: str = ""
+    ec2_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,8 @@ class PriceTable:
                     "sagemaker_usd_per_hour": p.sagemaker_usd_per_hour,
                     "ec2_usd_per_hour": p.ec2_usd_per_hour,
                     "note": p.note,
+                    "sagemaker_source": p.sagemaker_source,
+                    "ec2_source": p.ec2_source,
                 }
                 for name, p in self.prices.items()
             },
@@ -91,87 +106,112 @@ def ec2_twin(instance_type: str) -> str:
 
 
 # ---- the built-in table ------------------------------------------------------------------------
-# Per family: sizes, then EC2 and SageMaker Batch Transform prices in the same order (None = not found).
+# Per family: sizes; EC2 prices and their source; SageMaker Batch Transform prices and their source
+# (prices in the order of the sizes, None = not found).
 _N = None
-_FAMILIES: dict[str, tuple[str, list[float | None], list[float | None]]] = {
-    "m4": ("xlarge 2xlarge 4xlarge 10xlarge 16xlarge", [_N] * 5, [_N] * 5),
-    "c4": ("xlarge 2xlarge 4xlarge 8xlarge", [0.199, 0.398, 0.796, 1.591], [_N] * 4),
+_E = EC2_PRICE_LIST
+_S = SAGEMAKER_QUOTES
+_Family = tuple[str, list[float | None], str, list[float | None], str]
+_FAMILIES: dict[str, _Family] = {
+    "m4": ("xlarge 2xlarge 4xlarge 10xlarge 16xlarge", [0.2, 0.4, 0.8, 2.0, 3.2], _E, [_N] * 5, _S),
+    "c4": ("xlarge 2xlarge 4xlarge 8xlarge", [0.199, 0.398, 0.796, 1.591], _E, [_N] * 4, _S),
     "c5": (
         "xlarge 2xlarge 4xlarge 9xlarge 18xlarge",
         [0.17, 0.34, 0.68, 1.53, 3.06],
+        _E,
         [0.204, 0.408, 0.816, 1.836, 3.672],
+        _S,
     ),
     "m5": (
         "large xlarge 2xlarge 4xlarge 12xlarge 24xlarge",
         [0.096, 0.192, 0.384, 0.768, 2.304, 4.608],
+        _E,
         [0.115, 0.23, 0.461, 0.922, 2.765, 5.53],
+        _S,
     ),
     "m6i": (
         "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 32xlarge",
         [0.096, 0.192, 0.384, 0.768, 1.536, 2.304, 3.072, 4.608, 6.144],
+        _E,
         [_N] * 9,
+        _S,
     ),
     "c6i": (
         "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 32xlarge",
         [0.085, 0.17, 0.34, 0.68, 1.36, 2.04, 2.72, 4.08, 5.44],
+        _E,
         [_N] * 9,
+        _S,
     ),
     "r6i": (
         "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 32xlarge",
         [0.126, 0.252, 0.504, 1.008, 2.016, 3.024, 4.032, 6.048, 8.064],
+        _E,
         [_N] * 9,
+        _S,
     ),
     "m7i": (
         "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
         [0.1008, 0.2016, 0.4032, 0.8064, 1.6128, 2.4192, 3.2256, 4.8384, 9.6768],
+        _E,
         [_N] * 9,
+        _S,
     ),
     "c7i": (
         "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
-        [_N, 0.1785, 0.357, 0.714, 1.428, 2.142, 2.856, 4.284, 8.568],
+        [0.08925, 0.1785, 0.357, 0.714, 1.428, 2.142, 2.856, 4.284, 8.568],
+        _E,
         [_N] * 9,
+        _S,
     ),
     "r7i": (
         "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
-        [_N, 0.2646, 0.5292, 1.0584, 2.1168, 3.1752, 4.2336, 6.3504, 12.7008],
+        [0.1323, 0.2646, 0.5292, 1.0584, 2.1168, 3.1752, 4.2336, 6.3504, 12.7008],
+        _E,
         [_N] * 9,
+        _S,
     ),
-    "p2": ("xlarge 8xlarge 16xlarge", [0.9, 7.2, 14.4], [_N] * 3),
-    "p3": ("2xlarge 8xlarge 16xlarge", [3.06, 12.24, 24.48], [3.825, 14.688, 28.152]),
+    "p2": ("xlarge 8xlarge 16xlarge", [0.9, 7.2, 14.4], _E, [_N] * 3, _S),
+    "p3": ("2xlarge 8xlarge 16xlarge", [3.06, 12.24, 24.48], _E, [3.825, 14.688, 28.152], _S),
     "g4dn": (
         "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
         [0.526, 0.752, 1.204, 2.176, 3.912, 4.352],
+        _E,
         [0.7364, 1.0528, 1.686, 3.045, 5.477, 6.09],
+        _S,
     ),
     "g5": (
         "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
         [1.006, 1.212, 1.624, 2.448, 5.672, 4.096, 8.144, 16.288],
+        _E,
         [1.408, 1.515, 2.03, _N, 7.09, _N, _N, _N],
+        _S,
     ),
     "g6": (
         "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
         [0.8048, 0.9776, 1.3232, 2.0144, 4.6016, 3.3968, 6.6752, 13.3504],
+        _E,
         [_N] * 8,
+        _S,
     ),
     "g6e": (
         "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
         [1.861, 2.24208, 3.00424, 4.52856, 10.49264, 7.57719, 15.06559, 30.13118],
+        _E,
         [_N] * 8,
+        _S,
     ),
-    "inf2": ("xlarge 8xlarge 24xlarge 48xlarge", [0.7582, 1.96786, 6.49063, 12.98127], [_N] * 4),
-    "trn1": ("2xlarge 32xlarge", [1.34375, 21.5], [_N] * 2),
+    "inf2": ("xlarge 8xlarge 24xlarge 48xlarge", [0.7582, 1.96786, 6.49063, 12.98127], _E, [_N] * 4, _S),
+    "trn1": ("2xlarge 32xlarge", [1.34375, 21.5], _E, [_N] * 2, _S),
 }
 
 # Why a price is missing, where there is more to say than "not found" (by type, else by family).
-_EC2_WHY = {
-    "ml.c7i.large": "the quotes found disagree ($0.085, $0.1071)",
-    "ml.r7i.large": "no quote found",
-    "ml.m4": "only pre-2017 quotes found",
-}
+_EC2_WHY: dict[str, str] = {}
 _SAGEMAKER_WHY = {
     "ml.p2": "the quotes found disagree ($1.125, $1.26, $1.361 for ml.p2.xlarge)",
     "ml.g5": "quoted only for us-west-2 or with no region",
-    "ml.g6": "quoted only for us-west-2 or with no region",
+    "ml.g6": "the quotes found disagree or name no region ($0.97, $0.98, $1.127 for ml.g6.xlarge)",
+    "ml.m6i": "the quotes found disagree or name another region ($0.226, $0.282 for ml.m6i.xlarge)",
     "ml.inf2": "the quotes found disagree ($0.7582, $0.99 for ml.inf2.xlarge)",
 }
 
@@ -187,17 +227,26 @@ def _note(name: str, ec2: float | None, sagemaker: float | None) -> str:
 
 def _built_in() -> Mapping[str, InstancePrice]:
     out: dict[str, InstancePrice] = {}
-    for family, (sizes, ec2, sagemaker) in _FAMILIES.items():
+    for family, (sizes, ec2, ec2_source, sagemaker, sagemaker_source) in _FAMILIES.items():
         for size, e, s in zip(sizes.split(), ec2, sagemaker, strict=True):
             name = f"ml.{family}.{size}"
-            out[name] = InstancePrice(s, e, _note(name, e, s))
+            out[name] = InstancePrice(
+                s,
+                e,
+                _note(name, e, s),
+                sagemaker_source=sagemaker_source if s is not None else "",
+                ec2_source=ec2_source if e is not None else "",
+            )
     return MappingProxyType(out)
 
 
-BUILT_IN = PriceTable(REGION, AS_OF, (SAGEMAKER_SOURCE, EC2_SOURCE), _built_in())
+BUILT_IN = PriceTable(REGION, AS_OF, tuple(f"{k}: {v}" for k, v in SOURCES.items()), _built_in())
 
 
 # ---- another table from a file -----------------------------------------------------------------
+
+
+_ENTRY_KEYS = ("sagemaker_usd_per_hour", "ec2_usd_per_hour", "note", "sagemaker_source", "ec2_source")
 
 
 def _number(value: object, where: str) -> float | None:
@@ -221,11 +270,11 @@ def parse_price_table(data: object, origin: str) -> PriceTable:
             raise PriceTableError(f"price file {origin}: key {name!r} is not an ml.* instance type")
         if not isinstance(entry, dict):
             raise PriceTableError(f"price file {origin}: prices[{name!r}] must be an object")
-        unknown = set(entry) - {"sagemaker_usd_per_hour", "ec2_usd_per_hour", "note"}
+        unknown = set(entry) - set(_ENTRY_KEYS)
         if unknown:
             raise PriceTableError(
                 f"price file {origin}: prices[{name!r}] has unknown keys {sorted(unknown)}; allowed: "
-                "sagemaker_usd_per_hour, ec2_usd_per_hour, note"
+                + ", ".join(_ENTRY_KEYS)
             )
         prices[name] = InstancePrice(
             _number(
@@ -233,6 +282,8 @@ def parse_price_table(data: object, origin: str) -> PriceTable:
             ),
             _number(entry.get("ec2_usd_per_hour"), f"{origin}: prices[{name!r}].ec2_usd_per_hour"),
             str(entry.get("note") or ""),
+            sagemaker_source=str(entry.get("sagemaker_source") or ""),
+            ec2_source=str(entry.get("ec2_source") or ""),
         )
     sources = data.get("sources") or [origin]
     return PriceTable(

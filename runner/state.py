@@ -7,6 +7,8 @@ outside AWS's shape). Records and models live in one SQLite file shared by the C
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -146,6 +148,12 @@ class JobStore:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
+        with self.connect() as db:
+            yield db
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """An autocommit connection (other modules keep tables here too, e.g. the resume ledger)."""
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             yield db
@@ -310,9 +318,14 @@ class JobStore:
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO job_owners VALUES (?, ?)", (name.lower(), owner))
 
+    def owner_of(self, name: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT owner FROM job_owners WHERE name_key = ?", (name.lower(),)).fetchone()
+        return None if row is None else str(row[0])
+
     def unfinished_owned_jobs(self) -> list[tuple[JobRecord, str]]:
-        """InProgress / Stopping jobs that a server claimed, with their owner; jobs run by the CLI
-        have no owner and are not listed."""
+        """InProgress / Stopping jobs that a process claimed (a server, or the CLI's ``run``), with
+        their owner."""
         with self._db() as db:
             rows = db.execute(
                 "SELECT j.record, o.owner FROM jobs j JOIN job_owners o ON o.name_key = j.name_key "
@@ -320,6 +333,33 @@ class JobStore:
                 (str(TransformJobStatus.IN_PROGRESS), str(TransformJobStatus.STOPPING)),
             ).fetchall()
         return [(_load(r[0]), r[1]) for r in rows]
+
+
+def owner_id(pid: int | None = None) -> str:
+    """A process: host, pid and the pid's start time (so a reused pid is not taken for it)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
+
+
+def _started(pid: int) -> str:
+    try:  # field 22 of /proc/<pid>/stat, after the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when the owner provably is gone (same host, pid dead or reused)."""
+    host, pid, started = [*owner.split(":"), "", ""][:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's process: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not started or _started(int(pid)) == started
 
 
 # ListTransformJobs / ListModels SortBy -> column; ties are broken by the (unique) name.

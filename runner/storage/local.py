@@ -32,6 +32,19 @@ def _path(uri: str) -> str:
     return path + "/" if raw.endswith("/") and not path.endswith("/") else path
 
 
+def _dot_segment(raw: str) -> str | None:
+    """A ``.`` or ``..`` segment after a folder name: an object key that a path would resolve elsewhere
+    (out of its folder for ``..``). Leading ones only say where a relative path starts."""
+    named = False
+    for part in raw.split("/"):
+        if part in (".", ".."):
+            if named:
+                return part
+        elif part:
+            named = True
+    return None
+
+
 def _uri(path: str) -> str:
     return SCHEME + path
 
@@ -124,6 +137,15 @@ class LocalStorage(StorageBase):
         self, uri: str, content_type: str | None = None, kms_key_id: str | None = None
     ) -> LocalWriter:
         # content_type and kms_key_id have no meaning on a local disk.
+        dot = _dot_segment(uri[len(SCHEME) :]) if uri.startswith(SCHEME) else None
+        if dot is not None:
+            # S3 keeps such a key as it is; a path would put the object somewhere else.
+            raise StorageError(
+                f"file URI {uri!r} has a {dot!r} segment after a folder name: the object would be written "
+                "elsewhere (out of its folder for '..'), not at the key given; name it without '.' or '..' "
+                "segments",
+                uri,
+            )
         return LocalWriter(_path(uri))
 
     def ensure_bucket(self, uri: str) -> None:

@@ -216,6 +216,36 @@ class S3Storage(StorageBase):
         except Exception as e:
             raise self._error(e, "ListBuckets", "s3://") from e
 
+    def abort_uploads(self, uris: Iterable[str]) -> int:
+        """Abort the open multipart uploads to these objects (left by a process killed mid-upload);
+        returns how many were aborted."""
+        wanted: dict[str, set[str]] = {}
+        for uri in uris:
+            bucket, key = self._object(uri)
+            wanted.setdefault(bucket, set()).add(key)
+        aborted = 0
+        for bucket, keys in wanted.items():
+            first, last = min(keys), max(keys)  # their common leading characters (S3 prefixes are strings)
+            pairs = zip(first, last, strict=False)
+            same = next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(first), len(last)))
+            prefix = first[:same]
+            try:
+                pages = (
+                    self.client()
+                    .get_paginator("list_multipart_uploads")
+                    .paginate(Bucket=bucket, Prefix=prefix)
+                )
+                for page in pages:
+                    for upload in page.get("Uploads", []):
+                        if upload["Key"] in keys:
+                            self.client().abort_multipart_upload(
+                                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                            )
+                            aborted += 1
+            except Exception as e:
+                raise self._error(e, "ListMultipartUploads", f"s3://{bucket}/{prefix}") from e
+        return aborted
+
     def head(self, uri: str) -> ObjectInfo:
         bucket, key = self._object(uri)
         try:

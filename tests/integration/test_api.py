@@ -28,8 +28,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from runner.api import owner_id
-from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn
+from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn, owner_id
 from runner.storage.embedded import EmbeddedS3Info
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model

@@ -19,7 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
-from runner.instances import INSTANCE_TYPES
+from runner.errors import WorkerStartupError
+from runner.instances import INSTANCE_TYPES, advertised_types, instance_spec, node_resources
 from runner.model import parse_create_model
 from runner.prices import ec2_twin
 from runner.spec import parse_transform_job
@@ -46,6 +47,32 @@ def cluster_specs() -> list[tuple[str, dict[str, Any]]]:
             elif doc["kind"] == "RayJob":
                 out.append((name, doc["spec"]["rayClusterSpec"]))
     return out
+
+
+def advertised_resources(ray_start_params: dict[str, str]) -> dict[str, float]:
+    """What a pod started with these rayStartParams advertises to Ray (CPU, GPU, custom)."""
+    out = {"CPU": float(ray_start_params["num-cpus"])}
+    if "num-gpus" in ray_start_params:
+        out["GPU"] = float(ray_start_params["num-gpus"])
+    if "resources" in ray_start_params:
+        out.update(json.loads(json.loads(ray_start_params["resources"])))
+    return out
+
+
+def assert_runner_places_only(ml_type: str, node: dict[str, float]) -> None:
+    """On a cluster of this node, the runner's bundles ask for the node's type: an instance of it
+    fits (with one or several workers), one of any other type is refused, naming the node's type."""
+    from runner.pool import check_fits, size_instances
+
+    assert advertised_types(node) == {ml_type: 1.0}
+    for workers in (1, 2, 3):
+        sizing = size_instances(instance_spec(ml_type), 1, workers, node, local=False)
+        assert sizing.bundle()[ml_type] == pytest.approx(1 / workers, abs=1e-4)
+        check_fits(ml_type, 1, sizing, [node])
+    other = "ml.c5.xlarge"
+    sizing = size_instances(instance_spec(other), 1, 1, node, local=False)
+    with pytest.raises(WorkerStartupError, match=f"stand for these ml instance types: {re.escape(ml_type)}"):
+        check_fits(other, 1, sizing, [node])
 
 
 def ray_version() -> str:
@@ -83,6 +110,8 @@ def test_cluster_launcher_node_types_are_ml_instances() -> None:
         assert node["resources"][ml_type] == 1
         assert node["resources"]["CPU"] == spec.vcpus
         assert node["resources"].get("GPU", 0) == spec.gpus
+        assert node["resources"] == node_resources(ml_type)  # the scheme runner/pool.py places by
+        assert_runner_places_only(ml_type, node["resources"])
         assert node["node_config"]["InstanceType"] == ec2_twin(ml_type)
         kinds.add("gpu" if spec.gpus else "cpu")
     assert kinds == {"cpu", "gpu"}
@@ -122,6 +151,9 @@ def test_kuberay_cluster_spec(name: str, spec: dict[str, Any]) -> None:
         assert group["groupName"] == ml_type.replace(".", "-")
         assert int(params["num-cpus"]) == spec_.vcpus
         assert int(params.get("num-gpus", "0")) == spec_.gpus
+        advertised = advertised_resources(params)
+        assert advertised == node_resources(ml_type)  # the scheme runner/pool.py places by
+        assert_runner_places_only(ml_type, advertised)
         pod = group["template"]["spec"]
         container = pod["containers"][0]
         limits = container["resources"]["limits"]
@@ -154,6 +186,21 @@ def test_rayjob_runs_the_bundled_requests() -> None:
         if resources["InstanceType"] in json.loads(json.loads(g["rayStartParams"]["resources"]))
     )
     assert group["replicas"] >= resources["InstanceCount"]
+    # And the runner can place the job on the pods the group starts (the head advertises no type).
+    from runner.pool import check_fits, size_instances
+
+    head = {"CPU": float(job["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"])}
+    pods = [advertised_resources(group["rayStartParams"])] * group["replicas"]
+    cluster: dict[str, float] = {}
+    for node in [head, *pods]:
+        for k, v in node.items():
+            cluster[k] = cluster.get(k, 0.0) + v
+    instance = instance_spec(resources["InstanceType"])
+    sizing = size_instances(
+        instance, resources["InstanceCount"], request["MaxConcurrentTransforms"], cluster, False
+    )
+    assert sizing.node_resource == resources["InstanceType"]
+    check_fits(resources["InstanceType"], resources["InstanceCount"], sizing, [head, *pods])
 
 
 def test_dockerfile_installs_the_wheel_and_ray() -> None:

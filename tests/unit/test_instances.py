@@ -6,7 +6,7 @@ import botocore.session
 import pytest
 
 from runner.errors import SpecError
-from runner.instances import INSTANCE_TYPES, InstanceSpec, instance_spec
+from runner.instances import INSTANCE_TYPES, InstanceSpec, advertised_types, instance_spec, node_resources
 
 
 def transform_instance_types() -> list[str]:
@@ -96,3 +96,27 @@ def test_unknown_type_names_the_known_ones(bad: str) -> None:
     assert problem.value == bad
     assert "ml.m5.xlarge" in problem.constraint and "ml.g5.48xlarge" in problem.constraint
     assert f"Value {bad!r} at 'transformResources.instanceType'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "expected"),
+    [
+        ("ml.m5.xlarge", {"CPU": 4.0, "ml.m5.xlarge": 1.0}),
+        ("ml.g5.12xlarge", {"CPU": 48.0, "GPU": 4.0, "ml.g5.12xlarge": 1.0}),
+        # Neuron chips are not Ray GPUs: the node advertises CPUs and its type only.
+        ("ml.inf2.xlarge", {"CPU": 4.0, "ml.inf2.xlarge": 1.0}),
+    ],
+)
+def test_node_resources_name_the_type(instance_type: str, expected: dict[str, float]) -> None:
+    assert node_resources(instance_type) == expected
+
+
+def test_node_resources_of_an_unknown_type_is_a_spec_error() -> None:
+    with pytest.raises(SpecError, match=r"ml\.m5\.huge"):
+        node_resources("ml.m5.huge")
+
+
+def test_advertised_types_are_the_ml_resources() -> None:
+    node = {"CPU": 4.0, "memory": 1e9, "node:10.0.0.1": 1.0, "ml.m5.xlarge": 1.0, "ml.c5.xlarge": 0.0}
+    assert advertised_types(node) == {"ml.m5.xlarge": 1.0}
+    assert advertised_types({"CPU": 8.0, "GPU": 1.0, "accelerator_type:A10G": 1.0}) == {}

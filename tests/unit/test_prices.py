@@ -13,6 +13,7 @@ from runner.prices import (
     AS_OF,
     BUILT_IN,
     PRICES_ENV,
+    SOURCES,
     PriceTableError,
     ec2_twin,
     load_price_table,
@@ -30,6 +31,28 @@ def test_table_is_dated_and_sourced() -> None:
     assert BUILT_IN.as_of == AS_OF
     assert any("aws.amazon.com/sagemaker/pricing" in s for s in BUILT_IN.sources)
     assert any("aws.amazon.com/ec2/pricing" in s for s in BUILT_IN.sources)
+
+
+def test_every_price_names_its_source() -> None:
+    for name, p in BUILT_IN.prices.items():
+        for price, source in (
+            (p.sagemaker_usd_per_hour, p.sagemaker_source),
+            (p.ec2_usd_per_hour, p.ec2_source),
+        ):
+            if price is None:
+                assert source == "", name
+            else:
+                assert source in SOURCES, (name, source)
+                assert f"{source}: {SOURCES[source]}" in BUILT_IN.sources
+    # The sources say where the numbers were read, for which region and on which day.
+    for text in SOURCES.values():
+        assert "US East (N. Virginia)" in text and AS_OF in text
+
+
+def test_every_type_has_an_ec2_price() -> None:
+    """The EC2 side comes from the AWS Price List (via Karpenter's generated table) for every twin."""
+    missing = [n for n, p in BUILT_IN.prices.items() if p.ec2_usd_per_hour is None]
+    assert missing == []
 
 
 def test_a_missing_price_says_why() -> None:
@@ -53,6 +76,11 @@ def test_a_missing_price_says_why() -> None:
         ("ml.g5.xlarge", 1.408, 1.006),
         ("ml.m6i.32xlarge", None, 6.144),
         ("ml.g6e.48xlarge", None, 30.13118),
+        ("ml.m4.xlarge", None, 0.2),
+        ("ml.m4.16xlarge", None, 3.2),
+        ("ml.c7i.large", None, 0.08925),
+        ("ml.r7i.large", None, 0.1323),
+        ("ml.trn1.32xlarge", None, 21.5),
     ],
 )
 def test_known_prices(instance_type: str, sagemaker: float | None, ec2: float | None) -> None:
@@ -67,14 +95,14 @@ def test_sagemaker_costs_more_than_its_ec2_twin() -> None:
 
 
 def test_prices_grow_with_size_in_cpu_families() -> None:
-    for family in ("c5", "m5", "m6i", "c6i", "r6i", "m7i"):
+    for family in ("m4", "c4", "c5", "m5", "m6i", "c6i", "r6i", "m7i", "c7i", "r7i"):
         entries = sorted(
-            (INSTANCE_TYPES[n].vcpus, p.ec2_usd_per_hour)
+            (INSTANCE_TYPES[n].vcpus, p.ec2_usd_per_hour or 0.0)
             for n, p in BUILT_IN.prices.items()
             if n.split(".")[1] == family
         )
         prices = [e for _, e in entries]
-        assert prices == sorted(prices), family
+        assert 0.0 not in prices and prices == sorted(prices), family
 
 
 def test_ec2_twin() -> None:
@@ -97,6 +125,19 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
         BUILT_IN.region,
         BUILT_IN.as_of,
         BUILT_IN.sources,
+    )
+
+
+def test_a_price_file_may_name_sources(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    entry = {"ec2_usd_per_hour": 0.214, "ec2_source": "my bill, 2030-01", "note": "EC2 only"}
+    path.write_text(json.dumps({"sources": ["my bill"], "prices": {"ml.m5.xlarge": entry}}))
+    p = load_price_table(path).price("ml.m5.xlarge")
+    assert (p.ec2_usd_per_hour, p.ec2_source, p.sagemaker_source, p.note) == (
+        0.214,
+        "my bill, 2030-01",
+        "",
+        "EC2 only",
     )
 
 

@@ -1,0 +1,97 @@
+"""Placement-group bundles and the fit check: a cluster whose nodes advertise ml instance types gets
+bundles that ask for the instance's type; any other cluster, and a local Ray, get CPUs/GPUs only."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import WorkerStartupError
+from runner.instances import instance_spec, node_resources
+from runner.pool import InstanceSizing, check_fits, size_instances
+
+M5 = node_resources("ml.m5.xlarge")  # {"CPU": 4, "ml.m5.xlarge": 1}
+G5 = node_resources("ml.g5.xlarge")
+UNLABELLED = {"CPU": 16.0, "memory": 64e9, "node:10.0.0.9": 1.0}
+
+
+def total(*nodes: dict[str, float]) -> dict[str, float]:
+    """What ray.cluster_resources() reports for these nodes."""
+    out: dict[str, float] = {}
+    for node in nodes:
+        for k, v in node.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def sizing(instance_type: str, workers: int, *nodes: dict[str, float], local: bool = False) -> InstanceSizing:
+    return size_instances(instance_spec(instance_type), 1, workers, total(*nodes), local=local)
+
+
+def test_labelled_cluster_bundles_ask_for_the_instance_type() -> None:
+    s = sizing("ml.m5.xlarge", 2, M5, M5, UNLABELLED)
+    assert s.node_resource == "ml.m5.xlarge"
+    assert s.bundle() == {"CPU": 2.0, "ml.m5.xlarge": 0.5}
+    # One instance's bundles together take the whole of one node's label.
+    assert s.per_instance() == {"CPU": 4.0, "ml.m5.xlarge": 1.0}
+
+
+def test_gpu_bundles_carry_cpus_gpus_and_the_type() -> None:
+    s = sizing("ml.g5.xlarge", 2, G5, M5)
+    assert s.bundle() == {"CPU": 2.0, "GPU": 0.5, "ml.g5.xlarge": 0.5}
+
+
+@pytest.mark.parametrize("workers", [1, 3, 6, 7])
+def test_shares_of_one_instance_never_exceed_one_node(workers: int) -> None:
+    s = sizing("ml.m5.xlarge", workers, M5)
+    assert 0 < s.node_share <= 1 / workers
+    assert round(s.node_share, 4) == s.node_share  # Ray's resource precision
+    assert s.node_share * workers <= 1.0
+    check_fits("ml.m5.xlarge", 1, s, [M5])  # and the node still holds the instance
+
+
+def test_unlabelled_cluster_gets_cpu_gpu_bundles_as_before() -> None:
+    s = sizing("ml.g5.xlarge", 2, UNLABELLED, {"CPU": 8.0, "GPU": 1.0})
+    assert s.node_resource is None
+    assert s.bundle() == {"CPU": 2.0, "GPU": 0.5}
+
+
+def test_local_ray_ignores_labels() -> None:
+    """The runner's own local Ray is never placed by label, whatever resources it has."""
+    s = sizing("ml.m5.xlarge", 2, {"CPU": 8.0, "ml.m5.xlarge": 1.0}, local=True)
+    assert s.node_resource is None
+    assert s.bundle() == {"CPU": 2.0}
+
+
+def test_labelled_instances_go_only_to_nodes_of_their_type() -> None:
+    """A big unlabelled node has the CPUs, but an ml.m5.xlarge instance needs an ml.m5.xlarge node."""
+    nodes = [M5, UNLABELLED]
+    s = sizing("ml.m5.xlarge", 2, *nodes)
+    check_fits("ml.m5.xlarge", 1, s, nodes)
+    with pytest.raises(WorkerStartupError) as e:
+        check_fits("ml.m5.xlarge", 2, s, nodes)
+    message = str(e.value)
+    assert "2 x ml.m5.xlarge needs 4 CPUs on one node advertising ml.m5.xlarge per instance" in message
+    assert "can hold 1 such instance(s)" in message
+    assert 'add nodes that advertise {"ml.m5.xlarge": 1}' in message
+
+
+def test_no_node_of_the_requested_type_names_the_types_there_are() -> None:
+    nodes = [M5, M5, G5, UNLABELLED]
+    s = sizing("ml.c5.xlarge", 1, *nodes)
+    assert s.node_resource == "ml.c5.xlarge"
+    with pytest.raises(WorkerStartupError) as e:
+        check_fits("ml.c5.xlarge", 1, s, nodes)
+    message = str(e.value)
+    assert message.startswith("TransformResources.InstanceType ml.c5.xlarge: no alive node")
+    assert "advertises the custom resource ml.c5.xlarge" in message
+    assert "ml.g5.xlarge (1 node), ml.m5.xlarge (2 nodes)" in message
+    assert """--resources='{"ml.c5.xlarge": 1}'""" in message and "docs/deploy.md" in message
+
+
+def test_unlabelled_cluster_message_is_unchanged() -> None:
+    nodes = [{"CPU": 2.0}]
+    s = sizing("ml.m5.24xlarge", 1, *nodes)
+    with pytest.raises(WorkerStartupError) as e:
+        check_fits("ml.m5.24xlarge", 1, s, nodes)
+    assert "1 x ml.m5.24xlarge needs 96 CPUs on one node per instance" in str(e.value)
+    assert "advertis" not in str(e.value)
