@@ -373,7 +373,22 @@ class ApiHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle()
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_POST
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def do_GET(self) -> None:
+        """``GET /metrics``: the jobs' counters for Prometheus (runner/metrics.py). Unsigned, as
+        scrapers send it: counts and job names only. Any other GET is an AWS-style error."""
+        if urlsplit(self.path).path != "/metrics":
+            self._handle()
+            return
+        from runner.metrics import CONTENT_TYPE, render
+
+        data = render(self.server.plane.store.list_jobs())
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _handle(self) -> None:
         request_id = str(uuid.uuid4())

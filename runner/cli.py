@@ -7,11 +7,12 @@ request or usage, 3 other errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from runner.api_faults import FaultMode
-from runner.config import CSV_HEADER_MODES, MODEL_RUNTIMES, ON_RECORD_ERROR_MODES, RunnerConfig, data_home
+from runner.config import (
+    CSV_HEADER_MODES,
+    MODEL_RUNTIMES,
+    OBJECT_PARALLELISM_MODES,
+    ON_RECORD_ERROR_MODES,
+    RunnerConfig,
+    data_home,
+)
 from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
 from runner.state import JobRecord, JobStore, TransformJobStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
+METRICS_EVERY_S = 2.0
+METRICS_FILE_HELP = (
+    "keep the job's counters in this file in Prometheus' text format (node_exporter textfile collector)"
+)
 PLAIN_PROGRESS_EVERY_S = 5.0
 
 # soft_wrap: long lines (URIs, failure reasons) stay whole in logs and pipes.
@@ -69,6 +81,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         split_parquet_row_groups=bool(getattr(args, "split_parquet_row_groups", False)),
         on_record_error=getattr(args, "on_record_error", None) or RunnerConfig.on_record_error,
         quarantine_path=getattr(args, "quarantine_path", None),
+        object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
     )
 
 
@@ -124,19 +137,36 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--container-startup-timeout", type=float, help="seconds for a model server's /ping to answer 200"
     )
+    parser.add_argument(
+        "--object-parallelism",
+        choices=OBJECT_PARALLELISM_MODES,
+        help="cluster (default): an object's payloads go to every worker of the job; instance: only to "
+        "its instance's workers, as SageMaker places them (same payloads, same output bytes either way)",
+    )
 
 
 class ProgressView:
-    """A live bar on a terminal, plain lines otherwise (CI logs, pipes)."""
+    """A live bar on a terminal, plain lines otherwise (CI logs, pipes); and the --metrics-file."""
 
-    def __init__(self, total: int | None = None) -> None:
+    def __init__(self, args: argparse.Namespace, job_name: str) -> None:
+        self.show = not getattr(args, "no_progress", False)
+        self.metrics_file: str | None = getattr(args, "metrics_file", None)
+        self.job_name = job_name
+        self.store_path = _config(args).store_path
+        self._last_metrics = 0.0
         self.start = time.monotonic()
         self.live = err.is_terminal
         self._last_line = 0.0
         self._bar: Progress | None = None
         self._task: Any = None
 
+    def callback(self) -> Callable[[Mapping[str, Any]], None] | None:
+        return self.update if self.show or self.metrics_file else None
+
     def update(self, c: Mapping[str, Any]) -> None:
+        self.write_metrics()
+        if not self.show:
+            return
         elapsed = max(time.monotonic() - self.start, 1e-6)
         rate = c.get("records", 0) / elapsed
         mb = c.get("bytes_in", 0) / 1e6
@@ -166,7 +196,19 @@ class ProgressView:
                 f"[{elapsed:6.1f}s] objects {done}/{c.get('objects_total', '?')} · {text}", highlight=False
             )
 
+    def write_metrics(self, force: bool = False) -> None:
+        """The job as the store has it (counters every few seconds), in Prometheus' text format."""
+        now = time.monotonic()
+        if not self.metrics_file or (not force and now - self._last_metrics < METRICS_EVERY_S):
+            return
+        self._last_metrics = now
+        from runner.metrics import write_file
+
+        with contextlib.suppress(JobError):  # not created yet (an invalid request)
+            write_file(self.metrics_file, [JobStore(self.store_path).get_job(self.job_name)])
+
     def close(self) -> None:
+        self.write_metrics(force=True)
         if self._bar is not None:
             self._bar.stop()
 
@@ -190,15 +232,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 out.print(line, highlight=False, markup=False)
             return EXIT_OK if outcome.completed else EXIT_FAILED
         fallback = outcome
-    view = ProgressView()
+    view = ProgressView(args, str(request.get("TransformJobName", "")))
     t0 = time.monotonic()
     try:
         record = run_job(
-            request,
-            _config(args),
-            model_request=model_request,
-            on_progress=None if args.no_progress else view.update,
-            on_note=lambda m: err.print(f"note: {m}", highlight=False),
+            request, _config(args), model_request=model_request, on_progress=view.callback(), on_note=_note
         )
     finally:
         view.close()
@@ -226,15 +264,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return EXIT_OK
     from runner.job import resume_job
 
-    view = ProgressView()
+    view = ProgressView(args, args.name)
     t0 = time.monotonic()
     try:
-        record = resume_job(
-            args.name,
-            _config(args),
-            on_progress=None if args.no_progress else view.update,
-            on_note=lambda m: err.print(f"note: {m}", highlight=False),
-        )
+        record = resume_job(args.name, _config(args), on_progress=view.callback(), on_note=_note)
     finally:
         view.close()
     return _print_outcome(record, time.monotonic() - t0)
@@ -508,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --prefer sagemaker: connect/read timeout per call (default 10)",
     )
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--metrics-file", help=METRICS_FILE_HELP)
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser(
@@ -521,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
     _add_runtime_flags(res)
     res.add_argument("--no-progress", action="store_true")
+    res.add_argument("--metrics-file", help=METRICS_FILE_HELP)
     res.set_defaults(func=cmd_resume)
 
     val = sub.add_parser("validate", help="check a request (and model) without running it")

@@ -367,7 +367,7 @@ def execute(
             assemble_with=spec.transform_output.assemble_with,
             output_content_type=spec.transform_output.accept or "application/octet-stream",
             kms_key_id=spec.transform_output.kms_key_id,
-            max_in_flight=sizing.workers * config.in_flight_per_worker,
+            max_in_flight=len(feed_groups(pool, config)[0]) * config.in_flight_per_worker,
             processing=processing_for(spec),
             max_retries=spec.model_client_config.invocations_max_retries,
             knobs=knobs,
@@ -466,6 +466,14 @@ def stop_requested(store: JobStore, name: str, every_s: float = 1.0) -> Callable
     return check
 
 
+def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
+    """The workers an object's payloads may go to: its instance's (SageMaker's way), or with
+    object_parallelism=cluster every worker of the job, so one big object can use the whole cluster."""
+    if config.object_parallelism == "cluster":
+        return [[w for workers in pool.instances for w in workers]]
+    return [list(workers) for workers in pool.instances]
+
+
 def _feed_all(
     job: PreparedJob,
     pool: WorkerPool,
@@ -482,8 +490,10 @@ def _feed_all(
     progress: Any = RemoteProgressCounter.remote()
     queue = deque(job.objects)
     running: dict[Any, int] = {}
-    per_instance = [0] * len(pool.instances)
-    started = [0] * len(pool.instances)  # objects started per instance: rotates their first worker
+    groups = feed_groups(pool, config)
+    per_object_limit = config.objects_in_flight_per_instance * len(pool.instances) // len(groups)
+    per_instance = [0] * len(groups)
+    started = [0] * len(groups)  # objects started per group: rotates their first worker
     results: list[ObjectResult] = []
     last_store = time.monotonic()
     try:
@@ -491,8 +501,8 @@ def _feed_all(
             if should_stop is not None and should_stop():
                 _cancel_gracefully(running)
                 break
-            for i, workers in enumerate(pool.instances):
-                while queue and per_instance[i] < config.objects_in_flight_per_instance:
+            for i, workers in enumerate(groups):
+                while queue and per_instance[i] < per_object_limit:
                     ref = remote_run_object.remote(
                         queue.popleft(), settings, workers, progress, aws_env, started[i]
                     )

@@ -195,7 +195,9 @@ def test_models_create_describe_list_delete(sm: Any, tmp_path: Path) -> None:
     assert gone["Code"] == "ValidationException" and f'Could not find model "{arn}"' in gone["Message"]
 
 
-def test_seed_request_through_boto3_to_completed(sm: Any, bucket: Bucket, tmp_path: Path) -> None:
+def test_seed_request_through_boto3_to_completed(
+    sm: Any, server: Server, bucket: Bucket, tmp_path: Path
+) -> None:
     """models/mlp-onnx/job.json and model.json verbatim but for their S3 locations."""
     spec = importlib.util.spec_from_file_location("mlp_build", EXAMPLE / "build.py")
     assert spec and spec.loader
@@ -240,6 +242,13 @@ def test_seed_request_through_boto3_to_completed(sm: Any, bucket: Bucket, tmp_pa
 
     rows = bucket.get("out/nested/data.csv.out").decode().splitlines()
     assert len(rows) == 300 and abs(sum(float(p) for p in rows[0].split(",")[1:]) - 1) < 1e-5
+
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as answer:  # Prometheus, unsigned
+        assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = answer.read().decode()
+    name = job["TransformJobName"]
+    assert f'batch_transform_job_status{{job="{name}",status="Completed"}} 1.0' in text
+    assert f'batch_transform_job_records_total{{job="{name}"}} 300.0' in text
 
     dup = error_of(sm.create_transform_job, **job)
     assert dup["Code"] == "ResourceInUse" and arn in dup["Message"]

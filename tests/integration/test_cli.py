@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import Bucket
 
@@ -65,8 +66,26 @@ def test_bundled_example_end_to_end(bucket: Bucket, tmp_path: Path) -> None:
         ).stdout.strip()
         == "valid"
     )
-    run = cli("run", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json"), home=home)
+    metrics = tmp_path / "metrics.prom"
+    run = cli(
+        "run",
+        str(tmp_path / "job.json"),
+        "--model",
+        str(tmp_path / "model.json"),
+        "--metrics-file",
+        str(metrics),
+        home=home,
+    )
     assert "Transform job mlp-onnx-demo: Completed" in run.stdout
+    samples = {
+        (s.name, s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples[("batch_transform_job_records_total", None)] == 5000
+    assert samples[("batch_transform_job_status", "Completed")] == 1
+    assert samples[("batch_transform_job_status", "InProgress")] == 0
+    assert samples[("batch_transform_job_objects_done_total", None)] == 1
     assert f"s3://{bucket.name}/out/<input key>.out" in run.stdout
 
     out = bucket.get("out/nested/data.csv.out").decode().splitlines()
