@@ -1,4 +1,4 @@
-"""``batch-transform``: run | validate | describe | list | stop | serve | s3 | report | compare.
+"""``batch-transform``: run | resume | validate | describe | list | stop | serve | s3 | report | compare.
 
 Exit codes: 0 success (job Completed; compare: equal), 1 job Failed (compare: different), 2 invalid
 request or usage, 3 other errors.
@@ -7,42 +7,32 @@ request or usage, 3 other errors.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from runner.api_faults import FaultMode
+from runner.cli_s3 import add_s3_parser
 from runner.config import (
     CSV_HEADER_MODES,
     MODEL_RUNTIMES,
     OBJECT_PARALLELISM_MODES,
     ON_RECORD_ERROR_MODES,
     RunnerConfig,
-    data_home,
 )
 from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
+from runner.progress import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, ProgressView, err, out
 from runner.state import JobRecord, JobStore, TransformJobStatus
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
-METRICS_EVERY_S = 2.0
 METRICS_FILE_HELP = (
     "keep the job's counters in this file in Prometheus' text format (node_exporter textfile collector)"
 )
-PLAIN_PROGRESS_EVERY_S = 5.0
-
-# soft_wrap: long lines (URIs, failure reasons) stay whole in logs and pipes.
-# No markup: keys, FailureReasons and notes may hold "[...]" that rich would eat or choke on.
-err = Console(stderr=True, soft_wrap=True, markup=False)
-out = Console(soft_wrap=True, markup=False)
 
 
 def _load_json(path: str, what: str) -> dict[str, Any]:
@@ -123,6 +113,16 @@ def _add_input_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """Where and how jobs run (RunnerConfig): the Ray cluster, workers, the model runtime."""
+    parser.add_argument("--ray-address", help="run on this Ray cluster instead of starting a local one")
+    parser.add_argument(
+        "--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms"
+    )
+    parser.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    _add_runtime_flags(parser)
+
+
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     """How the model runs: in-process hooks or a serving container (runner/container.py)."""
     parser.add_argument(
@@ -145,74 +145,6 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class ProgressView:
-    """A live bar on a terminal, plain lines otherwise (CI logs, pipes); and the --metrics-file."""
-
-    def __init__(self, args: argparse.Namespace, job_name: str) -> None:
-        self.show = not getattr(args, "no_progress", False)
-        self.metrics_file: str | None = getattr(args, "metrics_file", None)
-        self.job_name = job_name
-        self.store_path = _config(args).store_path
-        self._last_metrics = 0.0
-        self.start = time.monotonic()
-        self.live = err.is_terminal
-        self._last_line = 0.0
-        self._bar: Progress | None = None
-        self._task: Any = None
-
-    def callback(self) -> Callable[[Mapping[str, Any]], None] | None:
-        return self.update if self.show or self.metrics_file else None
-
-    def update(self, c: Mapping[str, Any]) -> None:
-        self.write_metrics()
-        if not self.show:
-            return
-        elapsed = max(time.monotonic() - self.start, 1e-6)
-        rate = c.get("records", 0) / elapsed
-        mb = c.get("bytes_in", 0) / 1e6
-        text = (
-            f"records {c.get('records', 0):,} · {mb:,.1f} MB in · {rate:,.0f} records/s · "
-            f"{c.get('objects_failed', 0)} failed"
-        )
-        if self.live:
-            if self._bar is None:
-                self._bar = Progress(
-                    TextColumn("objects"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.description}"),
-                    TimeElapsedColumn(),
-                    console=err,
-                )
-                self._bar.start()
-                self._task = self._bar.add_task(text, total=c.get("objects_total"))
-            self._bar.update(
-                self._task, completed=c.get("objects_done", 0) + c.get("objects_failed", 0), description=text
-            )
-        elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
-            self._last_line = time.monotonic()
-            done = c.get("objects_done", 0) + c.get("objects_failed", 0)
-            err.print(
-                f"[{elapsed:6.1f}s] objects {done}/{c.get('objects_total', '?')} · {text}", highlight=False
-            )
-
-    def write_metrics(self, force: bool = False) -> None:
-        """The job as the store has it (counters every few seconds), in Prometheus' text format."""
-        now = time.monotonic()
-        if not self.metrics_file or (not force and now - self._last_metrics < METRICS_EVERY_S):
-            return
-        self._last_metrics = now
-        from runner.metrics import write_file
-
-        with contextlib.suppress(JobError):  # not created yet (an invalid request)
-            write_file(self.metrics_file, [JobStore(self.store_path).get_job(self.job_name)])
-
-    def close(self) -> None:
-        self.write_metrics(force=True)
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.fallback import SageMakerRun, run_on_sagemaker, settings_for  # --prefer sagemaker
     from runner.job import run_job  # imports Ray: only for the commands that run jobs
@@ -232,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 out.print(line, highlight=False, markup=False)
             return EXIT_OK if outcome.completed else EXIT_FAILED
         fallback = outcome
-    view = ProgressView(args, str(request.get("TransformJobName", "")))
+    view = ProgressView(args, str(request.get("TransformJobName", "")), _config(args).store_path)
     t0 = time.monotonic()
     try:
         record = run_job(
@@ -264,7 +196,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return EXIT_OK
     from runner.job import resume_job
 
-    view = ProgressView(args, args.name)
+    view = ProgressView(args, args.name, _config(args).store_path)
     t0 = time.monotonic()
     try:
         record = resume_job(args.name, _config(args), on_progress=view.callback(), on_note=_note)
@@ -438,72 +370,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_s3(args: argparse.Namespace) -> int:
-    from runner.storage.embedded import EmbeddedS3
-
-    data_dir = Path(args.data_dir) if args.data_dir else data_home() / "s3"
-    server = EmbeddedS3(data_dir)
-    if args.s3_command == "start":
-        info = server.start(port=args.port)
-        err.print(f"embedded S3 (SeaweedFS) on {info.endpoint}, data in {data_dir}", highlight=False)
-        _print_exports(info.env)
-    elif args.s3_command == "env":
-        _print_exports(server.env())
-    elif args.s3_command == "stop":
-        server.stop()
-        err.print("embedded S3 stopped")
-    elif args.s3_command == "put":
-        return _s3_put(args.source, args.dest)
-    elif args.s3_command == "mb":
-        from runner.storage import storage_for
-
-        storage_for(args.uri).ensure_bucket(args.uri)
-    elif args.s3_command == "head":
-        return _s3_head(args.uri, args.lines)
-    return EXIT_OK
-
-
-def _s3_head(uri: str, lines: int) -> int:
-    """Print an object's first lines (the demo shows its output this way)."""
-    from runner.storage import storage_for
-
-    err.print(f"first {lines} lines of {uri}:", highlight=False)
-    buf = b""
-    for chunk in storage_for(uri).iter_chunks(uri, chunk_size=64 * 1024):
-        buf += chunk
-        if buf.count(b"\n") >= lines:
-            break
-    text = b"\n".join(buf.split(b"\n")[:lines]).decode("utf-8", errors="replace")
-    print(text, flush=True)
-    return EXIT_OK
-
-
-def _print_exports(env: Mapping[str, str]) -> None:
-    # For `eval "$(batch-transform s3 env)"`; printed on stdout only, never logged.
-    for k, v in env.items():
-        print(f"export {k}={v}")
-
-
-def _s3_put(source: str, dest: str) -> int:
-    from runner.storage import storage_for
-
-    src = Path(source)
-    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
-    storage = storage_for(dest)
-    storage.ensure_bucket(dest)
-    for f in files:
-        target = dest.rstrip("/") + "/" + (f.relative_to(src).as_posix() if src.is_dir() else f.name)
-        if not src.is_dir() and not dest.endswith("/"):
-            target = dest
-        with storage.open_writer(target) as w:
-            with open(f, "rb") as fh:
-                while chunk := fh.read(8 * 1024 * 1024):
-                    w.write(chunk)
-            w.commit()
-        err.print(f"uploaded {f} -> {target}", highlight=False)
-    return EXIT_OK
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="batch-transform", description=__doc__)
     p.add_argument("--home", help="where jobs, models and caches are kept (default: $BATCH_TRANSFORM_HOME)")
@@ -513,11 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a CreateTransformJob request to its end")
     run.add_argument("job", help="CreateTransformJob request (JSON, as passed to boto3)")
     run.add_argument("--model", help="CreateModel request (JSON) for the job's ModelName")
-    run.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
     run.add_argument("--job-name", help="override TransformJobName (names are unique, as in SageMaker)")
-    run.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
-    run.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
-    _add_runtime_flags(run)
+    _add_engine_flags(run)
     _add_input_flags(run)
     run.add_argument(
         "--prefer",
@@ -550,10 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     res.add_argument("name", help="TransformJobName")
     res.add_argument("--endpoint-url", help="resume it on this `batch-transform serve` (ResumeTransformJob)")
-    res.add_argument("--ray-address", help="connect to this Ray cluster instead of starting a local one")
-    res.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
-    res.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
-    _add_runtime_flags(res)
+    _add_engine_flags(res)
     res.add_argument("--no-progress", action="store_true")
     res.add_argument("--metrics-file", help=METRICS_FILE_HELP)
     res.set_defaults(func=cmd_resume)
@@ -583,10 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8090, help="default: 8090; 0 picks a free port")
     srv.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
-    srv.add_argument("--ray-address", help="run jobs on this Ray cluster instead of a local one")
-    srv.add_argument("--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms")
-    srv.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
-    _add_runtime_flags(srv)
+    _add_engine_flags(srv)
     _add_input_flags(srv)
     srv.add_argument(
         "--fault",
@@ -595,22 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.set_defaults(func=cmd_serve)
 
-    s3 = sub.add_parser("s3", help="the embedded S3 server (SeaweedFS on 127.0.0.1)")
-    s3.add_argument("--data-dir", help="default: <home>/s3")
-    s3sub = s3.add_subparsers(dest="s3_command", required=True)
-    start = s3sub.add_parser("start", help="start it and print the export lines")
-    start.add_argument("--port", type=int)
-    s3sub.add_parser("env", help="print the export lines of the running server")
-    s3sub.add_parser("stop", help="stop the server this data dir started")
-    put = s3sub.add_parser("put", help="upload a file or folder (creates the bucket)")
-    put.add_argument("source")
-    put.add_argument("dest", help="s3://bucket/prefix/ (or s3://bucket/key for one file)")
-    mb = s3sub.add_parser("mb", help="make a bucket")
-    mb.add_argument("uri", help="s3://bucket")
-    head = s3sub.add_parser("head", help="print the first lines of an object")
-    head.add_argument("uri")
-    head.add_argument("-n", "--lines", type=int, default=5)
-    s3.set_defaults(func=cmd_s3)
+    add_s3_parser(sub)
 
     rep = sub.add_parser("report", help="timeline, throughput, worker use and cost of a job vs SageMaker")
     rep.add_argument("name", help="TransformJobName")

@@ -41,29 +41,13 @@ from runner.splitters.tfrecord import masked_crc
 from runner.state import JobRecord, TransformJobStatus
 from tests.conftest import Bucket
 from tests.integration.conftest import SUM_MODEL, job_request, model_request, write_model
+from tests.unit.test_spec import DROP, Edit, put
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 
 Request = dict[str, Any]
-Edit = Callable[[Request], None]
-DROP = object()
 S3_SOURCE = ("TransformInput", "DataSource", "S3DataSource")
 ENUM = "Member must satisfy enum value set: "
-
-
-def put(*keys: str, value: Any) -> Edit:
-    """An edit that sets the member at ``keys`` (``DROP`` removes it)."""
-
-    def edit(request: Request) -> None:
-        target = request
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        if value is DROP:
-            del target[keys[-1]]
-        else:
-            target[keys[-1]] = value
-
-    return edit
 
 
 # The input named by ``<prefix>/manifest.json`` instead of the ``<prefix>/in/`` listing.

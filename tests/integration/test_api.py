@@ -74,6 +74,10 @@ class Server:
             config=Config(retries={"max_attempts": 1}),
         )
 
+    def jobs(self) -> dict[str, JobRecord]:
+        """The jobs this server holds, read from its store."""
+        return {r.name: r for r in JobStore(self.home / "jobs.sqlite").list_jobs()}
+
     def stop(self) -> int:
         """SIGTERM, as a service manager stops it; the exit status."""
         if self.process.poll() is None:
@@ -85,11 +89,12 @@ class Server:
         return self.process.wait()
 
 
-def start_server(home: Path, info: EmbeddedS3Info) -> Server:
+def start_server(home: Path, info: EmbeddedS3Info, *args: str) -> Server:
+    """A `batch-transform serve` process (``args``: more serve flags), once it prints its URL."""
     log = home.parent / f"{home.name}-server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli", "--home", str(home), "-v", "serve", "--port", "0"],
+            [sys.executable, "-m", "runner.cli", "--home", str(home), "-v", "serve", "--port", "0", *args],
             env={**os.environ, **info.env},
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -6,11 +6,7 @@ unreachable endpoint). Every failure here is played by the control plane over re
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from runner.api_faults import FaultMode
 from runner.cli import main
@@ -29,6 +23,7 @@ from runner.state import JobRecord, JobStore, TransformJobStatus
 from runner.storage.embedded import EmbeddedS3Info
 
 from .conftest import SUM_MODEL, job_request, model_request, write_model
+from .test_api import Server, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 
@@ -44,49 +39,6 @@ def model_fn(model_dir):
 def predict_fn(data, model):
     raise ValueError("model cannot score this input")
 """
-
-
-@dataclass
-class Server:
-    url: str
-    home: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def jobs(self) -> dict[str, JobRecord]:
-        """The jobs this stand-in for SageMaker holds, read from its store."""
-        return {r.name: r for r in JobStore(self.home / "jobs.sqlite").list_jobs()}
-
-    def client(self) -> Any:
-        return boto3.client(
-            "sagemaker",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            config=Config(retries={"max_attempts": 1}),
-        )
-
-
-def start_server(home: Path, info: EmbeddedS3Info, *args: str) -> Server:
-    home.mkdir(parents=True)
-    log = home / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli", "--home", str(home), "-v", "serve", "--port", "0", *args],
-            env={**os.environ, **info.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        for word in text.split():
-            if word.startswith("http://127.0.0.1:"):
-                return Server(word, home, process, log)
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited {process.returncode}:\n{text}")
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"serve did not start in {READY_TIMEOUT_S}s:\n{log.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +62,7 @@ def servers(
 
     yield get
     for server in started.values():
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(60)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        server.stop()
         print(server.log.read_text(errors="replace")[-3000:])  # shown by pytest when a test failed
 
 

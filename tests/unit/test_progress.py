@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import pytest
 
-from runner.cli import ProgressView
+from runner.progress import ProgressView
 
 
-def test_plain_progress_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    view = ProgressView()
+def test_plain_progress_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    view = ProgressView(argparse.Namespace(), "job", tmp_path / "jobs.sqlite")
     assert not view.live  # pytest's captured stderr is not a terminal
     view.update(
         {"objects_total": 3, "objects_done": 1, "objects_failed": 1, "records": 1234, "bytes_in": 5_000_000}
