@@ -219,7 +219,8 @@ def _print_outcome(record: JobRecord, elapsed: float) -> int:
             f"Time: {elapsed:.1f}s in all, {busy:.1f}s from workers ready to the last output; "
             f"{counters.get('records', 0):,} records, {counters.get('bytes_in', 0) / 1e6:,.1f} MB in, "
             f"{counters.get('objects_done', 0)} of {counters.get('objects_total', 0)} objects written"
-            + (f" ({n} kept from before)" if (n := counters.get("objects_resumed")) else ""),
+            + (f" ({n} kept from before)" if (n := counters.get("objects_resumed")) else "")
+            + (f"; {q:,} records quarantined" if (q := counters.get("records_quarantined")) else ""),
             highlight=False,
         )
     return EXIT_OK if record.status is TransformJobStatus.COMPLETED else EXIT_FAILED

@@ -157,6 +157,7 @@ class ObjectResult:
     payloads_retried: int = 0
     workers_replaced: int = 0
     records_quarantined: int = 0
+    node_id: str = ""  # where this object's task (read, split, upload) ran
 
 
 def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
@@ -454,6 +455,7 @@ def run_object(
             bytes_out=out.bytes_out,
             first_output_s=first_output_s,
             timings={**timings, "total_s": time.perf_counter() - t0},
+            node_id=ray.get_runtime_context().get_node_id(),
         )
     except Exception as e:  # the object fails; the job goes on with the others
         report(force=True)
@@ -469,6 +471,7 @@ def run_object(
             bytes_in=counts["bytes_in"],
             payloads_retried=counts["payloads_retried"],
             workers_replaced=counts["workers_replaced"],
+            node_id=ray.get_runtime_context().get_node_id(),
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from runner.config import RunnerConfig
 from runner.container import RuntimeSettings
@@ -431,6 +432,12 @@ def _counters(
             out[k] = max(out[k], live.get(k, 0))
     if job.resumed:
         out["objects_resumed"] = job.resumed
+    feeders: dict[str, int] = {}
+    for r in results:
+        if r.node_id:
+            feeders[r.node_id] = feeders.get(r.node_id, 0) + 1
+    if feeders:
+        out["objects_by_node"] = feeders
     firsts = [r.first_output_s for r in results if r.first_output_s is not None]
     if firsts:
         out["first_output_s"] = min(firsts)
@@ -474,6 +481,16 @@ def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
     return [list(workers) for workers in pool.instances]
 
 
+def instance_nodes(pool: WorkerPool) -> list[str | None]:
+    """The node each instance's placement group landed on (from its first worker's info)."""
+    nodes, at = [], 0
+    for workers in pool.instances:
+        info = pool.infos[at] if at < len(pool.infos) else {}
+        nodes.append(info.get("node_id"))
+        at += len(workers)
+    return nodes
+
+
 def _feed_all(
     job: PreparedJob,
     pool: WorkerPool,
@@ -491,6 +508,7 @@ def _feed_all(
     queue = deque(job.objects)
     running: dict[Any, int] = {}
     groups = feed_groups(pool, config)
+    nodes = instance_nodes(pool)
     per_object_limit = config.objects_in_flight_per_instance * len(pool.instances) // len(groups)
     per_instance = [0] * len(groups)
     started = [0] * len(groups)  # objects started per group: rotates their first worker
@@ -503,9 +521,18 @@ def _feed_all(
                 break
             for i, workers in enumerate(groups):
                 while queue and per_instance[i] < per_object_limit:
-                    ref = remote_run_object.remote(
-                        queue.popleft(), settings, workers, progress, aws_env, started[i]
+                    # The object's task (S3 read, split, upload) runs beside its workers, spread over
+                    # the instances' nodes, not all on the driver's node.
+                    # SageMaker's mode: its instance's node; cluster mode: each instance's in turn.
+                    home = nodes[i] if len(groups) == len(nodes) else nodes[started[i] % len(nodes)]
+                    task = (
+                        remote_run_object.options(
+                            scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=True)
+                        )
+                        if home
+                        else remote_run_object
                     )
+                    ref = task.remote(queue.popleft(), settings, workers, progress, aws_env, started[i])
                     started[i] += 1
                     running[ref] = i
                     per_instance[i] += 1
