@@ -5,7 +5,7 @@ BT := $(VENV)/bin/batch-transform
 DEMO := .demo
 PYTEST_ARGS ?=
 
-.PHONY: venv demo demo-stop test test-sdk soak lint bench clean
+.PHONY: venv demo demo-stop test test-slow test-sdk soak lint bench bench-big clean
 
 venv: $(VENV)/.installed
 
@@ -30,8 +30,12 @@ demo: venv
 demo-stop: venv
 	$(BT) --home $(DEMO) s3 stop
 
+# The default suite (under 15 minutes here); `test-slow` has the multi-cluster and fallback tests.
 test: venv
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 # The SageMaker Python SDK pins protobuf < 7 and an older pyarrow: it gets a venv of its own.
 SDK_VENV ?= .venv-sdk
@@ -54,6 +58,12 @@ lint: venv
 
 bench: venv
 	$(PY) -m pytest benchmarks -q --benchmark-json=benchmarks/last-run.json
+
+# One BENCH_BIG_GB GB object (needs ~1.5x that free on disk): peak memory of the whole job. Not in `make bench`.
+BENCH_BIG_GB ?= 8
+bench-big: venv
+	BENCH_BIG=1 BENCH_BIG_GB=$(BENCH_BIG_GB) $(PY) -m pytest benchmarks/test_big_object.py -q -s \
+	  --benchmark-json=benchmarks/big-last-run.json
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .mypy_cache .ruff_cache

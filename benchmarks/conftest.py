@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,30 +21,44 @@ from tests.conftest import s3_server  # noqa: F401  (a fixture, used by name)
 def ray_bench(s3_server: Any) -> Iterator[None]:  # noqa: F811
     import ray
 
-    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     yield
     ray.shutdown()
 
 
 class PeakRss:
     """Samples the RSS of this process and all its descendants (Ray's raylet and workers included),
-    leaving out the embedded S3 server, which stands in for S3 and is not part of either side."""
+    leaving out the embedded S3 server, which stands in for S3 and is not part of either side.
 
-    def __init__(self, every_s: float = 0.05) -> None:
+    With ``pss`` it also sums PSS (shared pages, e.g. Ray's object store mapped by several processes,
+    divided among them rather than counted in each) and keeps, per process, its RSS at the RSS peak.
+    """
+
+    def __init__(self, every_s: float = 0.05, pss: bool = False) -> None:
         self.every_s = every_s
+        self.pss = pss
         self.peak = 0
+        self.peak_pss = 0
+        self.at_peak: dict[str, int] = {}  # "pid command" -> RSS bytes, at the RSS peak (pss only)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process(os.getpid())
         while not self._stop.is_set():
-            total = 0
+            total = total_pss = 0
+            sizes: dict[str, int] = {}
             for p in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # a process may end while we look
                     if p.name() != "weed":
-                        total += p.memory_info().rss
-            self.peak = max(self.peak, total)
+                        rss = p.memory_info().rss
+                        total += rss
+                        if self.pss:
+                            total_pss += p.memory_full_info().pss
+                            sizes[f"{p.pid} {' '.join(p.cmdline())[:60]}"] = rss
+            if total > self.peak:
+                self.peak, self.at_peak = total, sizes
+            self.peak_pss = max(self.peak_pss, total_pss)
             time.sleep(self.every_s)
 
     def __enter__(self) -> PeakRss:
@@ -52,3 +68,23 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def write_bars_png(path: Path, bars: Mapping[str, float], title: str, ylabel: str = "rows/s") -> None:
+    """A bar chart of one number per contestant (matplotlib, Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels, values = list(bars), list(bars.values())
+    ax.bar(labels, values, color=["grey", *["tab:blue"] * (len(values) - 1)])
+    for x, v in enumerate(values):
+        ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -26,7 +26,7 @@ from runner.job import run_job
 from runner.state import TransformJobStatus
 from runner.storage import storage_for
 
-from .conftest import PeakRss
+from .conftest import PeakRss, write_bars_png
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("BENCH_T_ROWS", "2000000"))
@@ -140,4 +140,9 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -
         benchmark.extra_info["ratio_vs_baseline"] = ratio
         print(
             f"\nworkload T, {ROWS} rows: {json.dumps(RESULTS, indent=1)}\nratio runner/baseline = {ratio:.3f}"
+        )
+        write_bars_png(
+            Path(__file__).parent / "throughput.png",
+            {"baseline (1 process)": RESULTS["baseline"]["rows_per_s"], "runner": result["rows_per_s"]},
+            f"Workload T, {ROWS:,} rows in one object: runner / baseline = {ratio:.2f}x",
         )

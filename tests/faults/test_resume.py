@@ -82,6 +82,7 @@ def cli(home: Path, *args: str, **popen: Any) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow  # a 200-object job in its own Ray, killed, then resumed in another: `make test-slow`
 def test_kill_9_of_the_driver_then_resume(bucket: Bucket, tmp_path: Path) -> None:
     objects = inputs(200)
     for key, body in objects.items():

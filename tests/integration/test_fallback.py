@@ -25,7 +25,7 @@ from runner.storage.embedded import EmbeddedS3Info
 from .conftest import SUM_MODEL, job_request, model_request, write_model
 from .test_api import Server, start_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
 READY_TIMEOUT_S = 60
 INPUTS = {

@@ -24,7 +24,7 @@ from tests.cluster import run_cli_on_local_ray
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OBJECTS = 5  # more than the 4 workers of the largest job here
 ROWS = 210_000  # about 3.2 MB of CSV per object: 4 payloads of at most 1 MiB each

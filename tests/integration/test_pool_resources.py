@@ -24,7 +24,7 @@ from tests.cluster import ClusterInfo, ray_cluster, run_cli
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
