@@ -10,8 +10,8 @@ Several honest settings are tried (``SETTINGS``; each finishes on a 2-CPU Ray wi
 the read task needs a CPU too, so two 1-CPU actors would starve it) and the best counts.
 The runner's job runs in this module first (``test_runner_job`` from test_workload_t, on this
 module's copy of the workload fixture), so runner / Ray Data is a ratio from one run.
-``BENCH_T_ROWS`` shrinks the workload; ``BENCH_RAY_DATA_SETTINGS`` (comma-separated names) picks
-settings.
+``BENCH_T_ROWS`` shrinks the workload; ``BENCH_RAY_DATA_SETTINGS`` (names separated by ``;``)
+picks settings.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ SETTINGS: dict[str, tuple[int, int, float, int | None]] = {
     "2 actors x 0.5 CPU, whole blocks": (2, 2, 0.5, None),
     "1-2 actors x 0.5 CPU, batch 100k": (1, 2, 0.5, 100_000),
 }
-CHOSEN = [s for s in os.environ.get("BENCH_RAY_DATA_SETTINGS", "").split(",") if s] or list(SETTINGS)
+CHOSEN = [s.strip() for s in os.environ.get("BENCH_RAY_DATA_SETTINGS", "").split(";") if s.strip()] or list(
+    SETTINGS
+)
+if unknown := [s for s in CHOSEN if s not in SETTINGS]:
+    raise ValueError(f"BENCH_RAY_DATA_SETTINGS names {unknown}; the settings are: {'; '.join(SETTINGS)}")
 
 
 class OnnxPredictor:

@@ -158,6 +158,7 @@ class ObjectResult:
     workers_replaced: int = 0
     records_quarantined: int = 0
     node_id: str = ""  # where this object's task (read, split, upload) ran
+    output_etag: str = ""  # the committed .out's ETag, for the resume ledger
 
 
 def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
@@ -439,7 +440,7 @@ def run_object(
             if dispatcher.quarantined:  # before the commit: a record must not vanish silently
                 assert settings.quarantine is not None
                 write_quarantine(settings.quarantine, obj, dispatcher.quarantined)
-            out.commit()
+            committed = out.commit()
             timings["write_s"] += time.perf_counter() - t1
         report(force=True)
         return ObjectResult(
@@ -456,6 +457,7 @@ def run_object(
             first_output_s=first_output_s,
             timings={**timings, "total_s": time.perf_counter() - t0},
             node_id=ray.get_runtime_context().get_node_id(),
+            output_etag=committed.etag,
         )
     except Exception as e:  # the object fails; the job goes on with the others
         report(force=True)

@@ -504,6 +504,7 @@ def _feed_all(
     aws_env = aws_environment()
     ledger = Ledger(store)
     by_uri = {o.uri: o for o in job.objects}
+    finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
     progress: Any = RemoteProgressCounter.remote()
     queue = deque(job.objects)
     running: dict[Any, int] = {}
@@ -542,19 +543,21 @@ def _feed_all(
                 result: ObjectResult = ray.get(ref)
                 results.append(result)
                 if result.ok:  # the ledger `resume` reads; the output's ETag proves it is still ours
-                    obj = by_uri[result.uri]
-                    ledger.record(job.spec.name, obj, storage_for(obj.output_uri).head(obj.output_uri).etag)
+                    finished.append((by_uri[result.uri], result.output_etag))
             if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
                 counters = _counters(job, results, ray.get(progress.snapshot.remote()))
                 if on_progress is not None:
                     on_progress(counters)
                 if time.monotonic() - last_store >= STORE_EVERY_S:
                     store.update_job(job.spec.name, counters=counters)
+                    ledger.record(job.spec.name, finished)
+                    finished.clear()
                     last_store = time.monotonic()
     except KeyboardInterrupt:  # Ctrl-C: stop like StopTransformJob, then let it propagate
         _cancel_gracefully(running)
         raise
     finally:
+        ledger.record(job.spec.name, finished)  # a killed driver loses at most STORE_EVERY_S of them
         ray.kill(progress)
         for ref in running:
             ray.cancel(ref, force=True)
