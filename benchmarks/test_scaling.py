@@ -25,11 +25,9 @@ benchmarks/scaling.png. ``BENCH_SCALING_ROWS`` (rows per object), ``BENCH_SCALIN
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +39,8 @@ from runner.config import RunnerConfig
 from runner.state import JobStore, TransformJobStatus
 from runner.storage import storage_for
 from tests.cluster import ClusterInfo, ray_cluster, run_cli
+
+from .test_workload_t import _load
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -77,15 +77,6 @@ def output_fn(lines, accept):
 """
 
 RESULTS: dict[str, Any] = {"runs": []}
-
-
-def _load(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
