@@ -510,7 +510,7 @@ def _feed_all(
     running: dict[Any, int] = {}
     groups = feed_groups(pool, config)
     nodes = instance_nodes(pool)
-    per_object_limit = config.objects_in_flight_per_instance * len(pool.instances) // len(groups)
+    objects_per_group = config.objects_in_flight_per_instance * len(pool.instances) // len(groups)
     per_instance = [0] * len(groups)
     started = [0] * len(groups)  # objects started per group: rotates their first worker
     results: list[ObjectResult] = []
@@ -521,10 +521,9 @@ def _feed_all(
                 _cancel_gracefully(running)
                 break
             for i, workers in enumerate(groups):
-                while queue and per_instance[i] < per_object_limit:
-                    # The object's task (S3 read, split, upload) runs beside its workers, spread over
-                    # the instances' nodes, not all on the driver's node.
-                    # SageMaker's mode: its instance's node; cluster mode: each instance's in turn.
+                while queue and per_instance[i] < objects_per_group:
+                    # The object's task (S3 read, split, upload) runs beside its workers, not on the
+                    # driver's node: its instance's node, or in cluster mode each instance's in turn.
                     home = nodes[i] if len(groups) == len(nodes) else nodes[started[i] % len(nodes)]
                     task = (
                         remote_run_object.options(

@@ -34,6 +34,7 @@ class ProgressView:
         self.metrics_file: str | None = getattr(args, "metrics_file", None)
         self.job_name = job_name
         self.store_path = store_path
+        self._store: JobStore | None = None
         self._last_metrics = 0.0
         self.start = time.monotonic()
         self.live = err.is_terminal
@@ -85,8 +86,10 @@ class ProgressView:
         self._last_metrics = now
         from runner.metrics import write_file
 
+        if self._store is None:
+            self._store = JobStore(self.store_path)
         with contextlib.suppress(JobError):  # not created yet (an invalid request)
-            write_file(self.metrics_file, [JobStore(self.store_path).get_job(self.job_name)])
+            write_file(self.metrics_file, [self._store.get_job(self.job_name)])
 
     def close(self) -> None:
         self.write_metrics(force=True)

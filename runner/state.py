@@ -142,14 +142,9 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
+        with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with self.connect() as db:
-            yield db
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -162,7 +157,7 @@ class JobStore:
 
     # Names compare case-insensitively, as SageMaker's do (CONTRACT 2).
     def create_job(self, record: JobRecord) -> None:
-        with self._db() as db:
+        with self.connect() as db:
             row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (record.name.lower(),)).fetchone()
             if row is not None:
                 raise ResourceInUseError(in_use_message(json.loads(row[0])["arn"]))
@@ -179,14 +174,14 @@ class JobStore:
             )
 
     def get_job(self, name: str) -> JobRecord:
-        with self._db() as db:
+        with self.connect() as db:
             row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
         if row is None:
             raise ResourceNotFoundError(f"Requested resource not found. (no transform job named {name!r})")
         return _load(row[0])
 
     def update_job(self, name: str, **changes: Any) -> JobRecord:
-        with self._db() as db:
+        with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
             if row is None:
@@ -203,19 +198,19 @@ class JobStore:
         return record
 
     def list_jobs(self) -> list[JobRecord]:
-        with self._db() as db:
+        with self.connect() as db:
             rows = db.execute("SELECT record FROM jobs ORDER BY creation_time DESC").fetchall()
         return [_load(r[0]) for r in rows]
 
     def put_model(self, name: str, request: Mapping[str, Any]) -> None:
-        with self._db() as db:
+        with self.connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
                 (name.lower(), name, time.time(), json.dumps(request)),
             )
 
     def get_model(self, name: str) -> dict[str, Any] | None:
-        with self._db() as db:
+        with self.connect() as db:
             row = db.execute("SELECT request FROM models WHERE name_key = ?", (name.lower(),)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
@@ -224,7 +219,7 @@ class JobStore:
     def create_model(self, name: str, request: Mapping[str, Any]) -> ModelEntry:
         """CreateModel: a name taken already (in any case) raises ResourceInUseError."""
         now = time.time()
-        with self._db() as db:
+        with self.connect() as db:
             try:
                 db.execute(
                     "INSERT INTO models VALUES (?, ?, ?, ?)", (name.lower(), name, now, json.dumps(request))
@@ -236,14 +231,14 @@ class JobStore:
         return ModelEntry(name, dict(request), now)
 
     def model_entry(self, name: str) -> ModelEntry | None:
-        with self._db() as db:
+        with self.connect() as db:
             row = db.execute(
                 "SELECT name, request, creation_time FROM models WHERE name_key = ?", (name.lower(),)
             ).fetchone()
         return None if row is None else ModelEntry(row[0], dict(json.loads(row[1])), row[2])
 
     def delete_model(self, name: str) -> bool:
-        with self._db() as db:
+        with self.connect() as db:
             return db.execute("DELETE FROM models WHERE name_key = ?", (name.lower(),)).rowcount > 0
 
     def query_jobs(self, query: ListQuery) -> tuple[list[JobRecord], SortPosition | None]:
@@ -287,7 +282,7 @@ class JobStore:
             f"SELECT {column}, name_key, {payload} FROM {table} WHERE {' AND '.join(where)} "
             f"ORDER BY {column} {order}, name_key {order} LIMIT ?"
         )
-        with self._db() as db:
+        with self.connect() as db:
             rows = db.execute(sql, [*args, q.limit + 1]).fetchall()
         more = len(rows) > q.limit
         rows = rows[: q.limit]
@@ -295,7 +290,7 @@ class JobStore:
 
     def update_job_if(self, name: str, statuses: tuple[TransformJobStatus, ...], **changes: Any) -> JobRecord:
         """Apply ``changes`` only while the job is in one of ``statuses``; returns the job as it is after."""
-        with self._db() as db:
+        with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT record FROM jobs WHERE name_key = ?", (name.lower(),)).fetchone()
             if row is None:
@@ -315,18 +310,18 @@ class JobStore:
 
     def claim_job(self, name: str, owner: str) -> None:
         """Record which server process runs the job (see ``unfinished_owned_jobs``)."""
-        with self._db() as db:
+        with self.connect() as db:
             db.execute("INSERT OR REPLACE INTO job_owners VALUES (?, ?)", (name.lower(), owner))
 
     def owner_of(self, name: str) -> str | None:
-        with self._db() as db:
+        with self.connect() as db:
             row = db.execute("SELECT owner FROM job_owners WHERE name_key = ?", (name.lower(),)).fetchone()
         return None if row is None else str(row[0])
 
     def unfinished_owned_jobs(self) -> list[tuple[JobRecord, str]]:
         """InProgress / Stopping jobs that a process claimed (a server, or the CLI's ``run``), with
         their owner."""
-        with self._db() as db:
+        with self.connect() as db:
             rows = db.execute(
                 "SELECT j.record, o.owner FROM jobs j JOIN job_owners o ON o.name_key = j.name_key "
                 "WHERE j.status IN (?, ?)",

@@ -63,24 +63,21 @@ class ModelWorker:
         self._accept = accept
         info: dict[str, Any] = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
         if mode == "container":
-            server = ModelServer(
-                model_dir=model_dir,
-                image=model.image,
-                environ=os.environ,
-                sagemaker_env=environment,
-                settings=settings,
-                content_type=content_type,
-                accept=accept,
-                label=f"worker-{os.getpid()}",
-                cpus=threads,
+            server = _model_server(
+                model,
+                model_dir,
+                environment,
+                settings,
+                f"worker-{os.getpid()}",
+                content_type,
+                accept,
+                threads,
             )
             server.start()
             self._server = server
             info.update(server.describe())
         else:
-            if settings.install_requirements:
-                use_requirements(model_dir, Path(cache_dir))
-            handler = Handler.load(model_dir, image=model.image, environ=dict(os.environ))
+            handler = _handler(model, model_dir, Path(cache_dir), settings)
             handler.load_model()
             self._handler = handler
             info["family"] = handler.family
@@ -146,19 +143,8 @@ def probe_execution_parameters(
         settings = runtime or RuntimeSettings()
         mode, _ = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         if mode == "hooks":
-            if settings.install_requirements:
-                use_requirements(model_dir, Path(cache_dir))
-            return Handler.load(model_dir, image=model.image, environ=dict(os.environ)).execution_parameters()
-        server = ModelServer(
-            model_dir=model_dir,
-            image=model.image,
-            environ=os.environ,
-            sagemaker_env=environment,
-            settings=settings,
-            content_type=None,
-            accept=None,
-            label=f"probe-{os.getpid()}",
-        )
+            return _handler(model, model_dir, Path(cache_dir), settings).execution_parameters()
+        server = _model_server(model, model_dir, environment, settings, f"probe-{os.getpid()}")
         try:
             server.start()
             return server.execution_parameters()
@@ -167,6 +153,37 @@ def probe_execution_parameters(
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _handler(model: ModelSpec, model_dir: Path, cache_dir: Path, settings: RuntimeSettings) -> Handler:
+    """The model's hooks, with code/requirements.txt importable first (unless turned off)."""
+    if settings.install_requirements:
+        use_requirements(model_dir, cache_dir)
+    return Handler.load(model_dir, image=model.image, environ=dict(os.environ))
+
+
+def _model_server(
+    model: ModelSpec,
+    model_dir: Path,
+    environment: Mapping[str, str],
+    settings: RuntimeSettings,
+    label: str,
+    content_type: str | None = None,
+    accept: str | None = None,
+    cpus: float = 0.0,
+) -> ModelServer:
+    """The model's serving container, configured from this process's environment (not started)."""
+    return ModelServer(
+        model_dir=model_dir,
+        image=model.image,
+        environ=os.environ,
+        sagemaker_env=environment,
+        settings=settings,
+        content_type=content_type,
+        accept=accept,
+        label=label,
+        cpus=cpus,
+    )
 
 
 RemoteModelWorker = ray.remote(ModelWorker)
