@@ -26,12 +26,24 @@ def ray_bench(s3_server: Any) -> Iterator[None]:  # noqa: F811
     ray.shutdown()
 
 
+RAY_SERVICES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def _is_ray_worker(cmdline: list[str]) -> bool:
+    """A Ray worker process (its title is ``ray::<task or actor>`` or ``ray::IDLE``), not a service."""
+    title = cmdline[0] if cmdline else ""
+    return title.startswith("ray::") and not title.startswith(RAY_SERVICES)
+
+
 class PeakRss:
     """Samples the RSS of this process and all its descendants (Ray's raylet and workers included),
     leaving out the embedded S3 server, which stands in for S3 and is not part of either side.
 
     With ``pss`` it also sums PSS (shared pages, e.g. Ray's object store mapped by several processes,
     divided among them rather than counted in each) and keeps, per process, its RSS at the RSS peak.
+    ``peak_job`` is the RSS sum of the driver and Ray's worker processes alone (the job's object
+    tasks, model workers and actors, and the idle workers that object tasks run in), without Ray's
+    own services (GCS, raylet, dashboard, monitors, agents), which run whether a job does or not.
     """
 
     def __init__(self, every_s: float = 0.05, pss: bool = False) -> None:
@@ -40,25 +52,29 @@ class PeakRss:
         self.peak = 0
         self.peak_pss = 0
         self.at_peak: dict[str, int] = {}  # "pid command" -> RSS bytes, at the RSS peak (pss only)
+        self.peak_job = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process(os.getpid())
         while not self._stop.is_set():
-            total = total_pss = 0
+            total = total_pss = job = 0
             sizes: dict[str, int] = {}
             for p in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # a process may end while we look
                     if p.name() != "weed":
                         rss = p.memory_info().rss
                         total += rss
+                        if p.pid == me.pid or _is_ray_worker(p.cmdline()):
+                            job += rss
                         if self.pss:
                             total_pss += p.memory_full_info().pss
                             sizes[f"{p.pid} {' '.join(p.cmdline())[:60]}"] = rss
             if total > self.peak:
                 self.peak, self.at_peak = total, sizes
             self.peak_pss = max(self.peak_pss, total_pss)
+            self.peak_job = max(self.peak_job, job)
             time.sleep(self.every_s)
 
     def __enter__(self) -> PeakRss:

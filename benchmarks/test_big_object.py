@@ -133,6 +133,7 @@ def test_big_object_memory(benchmark: Any, big: dict[str, Any], ray_bench: None)
         "output_bytes": out["ContentLength"],
         "peak_rss_mb": rss.peak / 1e6,
         "peak_pss_mb": rss.peak_pss / 1e6,
+        "peak_rss_driver_and_workers_mb": rss.peak_job / 1e6,
         "idle_ray_rss_mb": idle.peak / 1e6,
         "idle_ray_pss_mb": idle.peak_pss / 1e6,
         "feeder_s": counters["feeder_s"],

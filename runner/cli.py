@@ -24,6 +24,7 @@ from runner.config import (
     MODEL_RUNTIMES,
     OBJECT_PARALLELISM_MODES,
     ON_RECORD_ERROR_MODES,
+    SERVE_WARM_POOL_S,
     RunnerConfig,
 )
 from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
@@ -72,6 +73,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         on_record_error=getattr(args, "on_record_error", None) or RunnerConfig.on_record_error,
         quarantine_path=getattr(args, "quarantine_path", None),
         object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
+        warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
     )
 
 
@@ -446,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
     _add_engine_flags(srv)
     _add_input_flags(srv)
+    srv.add_argument(
+        "--warm-pool-seconds",
+        type=float,
+        default=SERVE_WARM_POOL_S,
+        metavar="S",
+        help="keep a finished job's model workers S seconds for the next job of the same model and "
+        f"settings (default: {SERVE_WARM_POOL_S:g}; 0: stop them at each job's end)",
+    )
     srv.add_argument(
         "--fault",
         choices=[str(m) for m in FaultMode],

@@ -18,6 +18,7 @@ CONTAINER_STARTUP_TIMEOUT_S = 600
 MODEL_RUNTIMES = ("auto", "hooks", "container")
 ON_RECORD_ERROR_MODES = ("fail_object", "quarantine")
 OBJECT_PARALLELISM_MODES = ("instance", "cluster")
+SERVE_WARM_POOL_S = 60.0
 
 
 def data_home(environ: dict[str, str] | None = None) -> Path:
@@ -74,6 +75,10 @@ class RunnerConfig:
     # payload at a time. The default: one 400k-row object on 2 instances ran at 106k-169k rows/s
     # against 95k-97k with "instance" (benchmarks/RESULTS.md).
     object_parallelism: str = "cluster"
+    # Seconds a finished job's model workers stay warm for the next job of the same model and
+    # settings in this process (runner/warm.py); 0: shut down at the job's end. `serve` keeps them
+    # SERVE_WARM_POOL_S by default, `run` (one job a process) does not.
+    warm_pool_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model_runtime not in MODEL_RUNTIMES:
@@ -90,6 +95,8 @@ class RunnerConfig:
                 f"on_record_error must be one of {', '.join(ON_RECORD_ERROR_MODES)}; "
                 f"got {self.on_record_error!r}"
             )
+        if self.warm_pool_s < 0:
+            raise ValueError(f"warm_pool_s must be 0 or more seconds; got {self.warm_pool_s!r}")
         if self.csv_header not in CSV_HEADER_MODES:
             raise ValueError(
                 f"csv_header must be one of {', '.join(CSV_HEADER_MODES)}; got {self.csv_header!r}"

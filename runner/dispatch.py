@@ -73,7 +73,9 @@ class Replacement:
 
 
 class WorkerReplacer:
-    """One per job (``WorkerPool.replacer``): replaces dead workers for every object task."""
+    """One per job (``WorkerPool.replacer``): replaces dead workers for every object task, and keeps
+    the job's live counters, which object tasks add to (``feeder.ProgressSink``) and the driver reads:
+    one actor, so a job starts one process fewer."""
 
     def __init__(self, template: WorkerTemplate, groups: list[Any], instances: list[list[Any]]) -> None:
         self._template = template
@@ -83,6 +85,14 @@ class WorkerReplacer:
         # Every handle ever in a slot (actor handles compare by actor id), so a late report of a
         # death that was already handled gets the replacement instead of starting another.
         self._where = {h: (i, s) for i, ws in enumerate(instances) for s, h in enumerate(ws)}
+        self._counts: dict[str, int] = {}
+
+    def add(self, delta: dict[str, int]) -> None:
+        for k, v in delta.items():
+            self._counts[k] = self._counts.get(k, 0) + v
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._counts)
 
     def current(self, workers: list[Any]) -> list[Replacement | None]:
         """Each of ``workers`` as its slot holds it now: None, or the replacement it holds instead."""
@@ -123,6 +133,7 @@ class Dispatcher:
         counts: dict[str, int],
         replacer: Any = None,
         bisection: Bisection | None = None,
+        current: Any = None,
     ) -> None:
         self.workers = list(workers)
         self.name = name
@@ -136,8 +147,11 @@ class Dispatcher:
         self.quarantined: list[BadRecord] = []
         self._next = 0
         # Asked without waiting: the replacer's process may still be starting; until it answers, the
-        # handles given are used (a dead one is found out and reported like any death).
-        self._current = replacer.current.remote(self.workers) if replacer is not None else None
+        # handles given are used (a dead one is found out and reported like any death). ``current``:
+        # the answer already asked for, shared by the objects of a grouped task.
+        if current is None and replacer is not None:
+            current = replacer.current.remote(self.workers)
+        self._current = current
 
     # -- sending --
 

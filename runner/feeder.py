@@ -9,13 +9,12 @@ memory by payload size, not object size.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,97 +22,29 @@ import ray
 
 from runner.assembly import OutputAssembler
 from runner.batching import Payload, pack, pack_whole
-from runner.columnar import is_columnar, media_type, pack_columnar
-from runner.config import RunnerConfig
+from runner.columnar import pack_columnar
 from runner.dataprocessing import ObjectProcessor, RecordProcessing
 from runner.dispatch import Bisection, Dispatcher, Outstanding
-from runner.errors import Problem, RecordFormatError, RunnerError, SpecError
+from runner.errors import RunnerError
+from runner.knobs import InputKnobs, input_knobs
 from runner.plan import InputObject
 from runner.quarantine import Quarantine, write_quarantine
 from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
 from runner.splitters import splitter_for
 from runner.splitters.csv import pack_with_header
 from runner.storage import storage_for
+from runner.streams import BackgroundWriter, InlineWriter, gunzip, read_ahead
 
-GZIP_WBITS = 31
-GUNZIP_OUT_BYTES = 8 * 1024 * 1024
+__all__ = ["FeedSettings", "InputKnobs", "ObjectResult", "input_knobs", "payloads_of", "run_object"]
+
 PROGRESS_EVERY_S = 0.5
 READ_AHEAD_PAYLOADS = 2
+# Objects of at most SMALL_OBJECT_BYTES go GROUP_OBJECTS to a task, GROUP_THREADS of them at a time.
+SMALL_OBJECT_BYTES = 1024 * 1024
+GROUP_OBJECTS = 32
+GROUP_THREADS = 8
 # What an object task counts (progress, and its ObjectResult).
 COUNTS = ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced", "records_quarantined")
-
-
-@dataclass(frozen=True)
-class InputKnobs:
-    """The input/output extensions in force for a job (CONTRACT 9); all off is SageMaker's behaviour."""
-
-    content_type: str = ""  # the job's ContentType, media type only
-    csv_header: bool = False  # line 1 of each object is a header, sent atop every payload
-    csv_header_in_output: bool = False  # ... and written once atop the .out
-    csv_quoted_newlines: bool = False  # Line records end at newlines outside RFC 4180 quotes
-    split_columnar: bool = False  # Parquet / Arrow IPC objects split by row group / record batch
-
-
-def input_knobs(
-    config: RunnerConfig,
-    content_type: str | None,
-    split_type: SplitType,
-    processing: RecordProcessing | None,
-) -> tuple[InputKnobs, list[str]]:
-    """The RunnerConfig knobs that apply to a job's input, and notes on those that do not. A knob that
-    cannot work with the request raises SpecError (naming the knob) before anything runs."""
-    media = media_type(content_type)
-    csv_lines = media == "text/csv" and split_type is SplitType.LINE
-    header = config.csv_header == "first-line"
-    notes: list[str] = []
-    problems: list[Problem] = []
-    where = f"ContentType {content_type or '(unset)'} with SplitType {split_type}"
-    if header and not csv_lines:
-        notes.append(f"csv_header first-line applies to text/csv split by Line, not to {where}: ignored")
-    if config.csv_header_in_output and not header:
-        problems.append(
-            Problem(
-                "RunnerConfig.csv_header_in_output",
-                True,
-                "needs csv_header first-line (the header it writes)",
-            )
-        )
-    if config.csv_quoted_newlines and not csv_lines:
-        notes.append(f"csv_quoted_newlines applies to text/csv split by Line, not to {where}: ignored")
-    if config.csv_quoted_newlines and csv_lines and processing is not None:
-        problems.append(
-            Problem(
-                "RunnerConfig.csv_quoted_newlines",
-                True,
-                "DataProcessing (InputFilter, JoinSource, OutputFilter) reads text/csv records line by line, "
-                "so it cannot be combined with csv_quoted_newlines: turn one of them off",
-            )
-        )
-    columnar = config.split_parquet_row_groups and is_columnar(media)
-    if config.split_parquet_row_groups and not columnar:
-        notes.append(
-            "split_parquet_row_groups applies to application/x-parquet and application/vnd.apache.arrow."
-            f"file / .stream objects, not to ContentType {content_type or '(unset)'}: ignored"
-        )
-    if columnar and split_type is not SplitType.NONE:
-        problems.append(
-            Problem(
-                "RunnerConfig.split_parquet_row_groups",
-                True,
-                f"splits {media} objects by row group itself, so SplitType must be None (SplitType "
-                f"{split_type} would cut the binary object at byte patterns)",
-            )
-        )
-    if problems:
-        raise SpecError(problems)
-    knobs = InputKnobs(
-        content_type=media,
-        csv_header=header and csv_lines,
-        csv_header_in_output=config.csv_header_in_output and csv_lines,
-        csv_quoted_newlines=config.csv_quoted_newlines and csv_lines,
-        split_columnar=columnar,
-    )
-    return knobs, notes
 
 
 @dataclass(frozen=True)
@@ -138,7 +69,7 @@ class FeedSettings:
     # DataProcessing (CONTRACT 6.4); None when the job leaves it at the default.
     processing: RecordProcessing | None = None
     # Opt-in input/output extensions (CONTRACT 9); the default is SageMaker's behaviour.
-    knobs: InputKnobs = InputKnobs()
+    knobs: InputKnobs = InputKnobs()  # noqa: RUF009  (frozen: one shared value is safe)
 
 
 @dataclass(frozen=True)
@@ -159,28 +90,6 @@ class ObjectResult:
     records_quarantined: int = 0
     node_id: str = ""  # where this object's task (read, split, upload) ran
     output_etag: str = ""  # the committed .out's ETag, for the resume ledger
-
-
-def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
-    """Streamed gzip decoding; multi-member files are read to the end (CONTRACT 4.1)."""
-    decoder: Any = None
-    for chunk in chunks:
-        data = chunk
-        while data:
-            if decoder is None:
-                decoder = zlib.decompressobj(GZIP_WBITS)
-            try:
-                out = decoder.decompress(data, GUNZIP_OUT_BYTES)
-            except zlib.error as e:
-                raise RecordFormatError(f"{name}: corrupt gzip stream: {e}", uri=name) from e
-            if out:
-                yield out
-            if decoder.eof:
-                data, decoder = decoder.unused_data, None
-            else:
-                data = decoder.unconsumed_tail
-    if decoder is not None:
-        raise RecordFormatError(f"{name}: truncated gzip stream (the last member has no end)", uri=name)
 
 
 def payloads_of(
@@ -239,67 +148,6 @@ def payloads_of(
     )
 
 
-_END = object()
-
-
-def read_ahead(items: Iterator[Payload], depth: int) -> Generator[Payload, None, None]:
-    """Produce payloads in a thread, ``depth`` ahead, so reading and splitting the object overlap with
-    dispatching payloads and writing results (socket reads and gunzip release the GIL)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_END)
-        except BaseException as e:  # handed to the consumer, raised there
-            q.put(e)
-
-    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-class BackgroundWriter:
-    """Adds results to the output in a single thread, in order, so uploads overlap with the rest.
-    At most ``depth`` results wait, which bounds memory."""
-
-    def __init__(self, out: OutputAssembler, depth: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
-        self._pending: deque[Future[None]] = deque()
-        self._out = out
-        self._depth = depth
-
-    def add(self, body: bytes) -> None:
-        while len(self._pending) >= self._depth:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._out.add, body))
-
-    def flush(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def failure(obj: InputObject, e: BaseException) -> tuple[str, str]:
     """(message, kind) for an object that failed; user-side faults are ClientErrors, as SageMaker's."""
     cause = e.cause if isinstance(e, ray.exceptions.RayTaskError) and e.cause is not None else e
@@ -324,6 +172,35 @@ def bisection_for(settings: FeedSettings) -> Bisection | None:
     return Bisection(splitter, knobs.csv_header)
 
 
+class ProgressSink:
+    """What object tasks count, sent to the job's counter (``WorkerReplacer.add``) at most every
+    PROGRESS_EVERY_S; the objects of one grouped task share one sink. Thread-safe."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._lock = threading.Lock()
+        self._delta: dict[str, int] = {}
+        self._sent_at = time.perf_counter()
+
+    def add(self, delta: Mapping[str, int], force: bool = False) -> None:
+        with self._lock:
+            for k, v in delta.items():
+                if v:
+                    self._delta[k] = self._delta.get(k, 0) + v
+            now = time.perf_counter()
+            due = force or now - self._sent_at >= PROGRESS_EVERY_S
+            if self._counter is not None and self._delta and due:
+                self._counter.add.remote(self._delta)
+                self._delta, self._sent_at = {}, now
+
+    def flush(self) -> None:
+        self.add({}, force=True)
+
+
+class ObjectStopped(RunnerError):
+    """The job was stopped while this object of a grouped task ran: its upload is aborted."""
+
+
 def run_object(
     obj: InputObject,
     settings: FeedSettings,
@@ -332,24 +209,83 @@ def run_object(
     aws_env: Mapping[str, str],
     first_worker: int = 0,
 ) -> ObjectResult:
+    """One object as its own task (a large object, or a small one with nothing to group it with)."""
+    os.environ.update(aws_env)
+    sink = ProgressSink(progress)
+    try:
+        return transform_object(obj, settings, workers, sink, first_worker)
+    finally:
+        sink.flush()
+
+
+def run_objects(
+    objects: list[InputObject],
+    settings: FeedSettings,
+    workers: list[Any],
+    progress: Any,
+    aws_env: Mapping[str, str],
+    first_worker: int = 0,
+) -> list[ObjectResult]:
+    """Several small objects in one task, ``GROUP_THREADS`` at a time: one task, one process and one
+    result for the driver instead of one each per object, which is what small objects cost. Object k
+    starts at worker ``first_worker + k``. Each object is still read, split, sent and written alone
+    (payloads never cross objects), so its output is what ``run_object`` writes."""
+    os.environ.update(aws_env)
+    sink = ProgressSink(progress)
+    stop = threading.Event()
+    # Which workers were replaced: asked once for all the objects (WorkerReplacer.current).
+    current = settings.replacer.current.remote(workers) if settings.replacer is not None else None
+    pool = ThreadPoolExecutor(min(len(objects), GROUP_THREADS), thread_name_prefix="object")
+    try:
+        futures = [
+            pool.submit(transform_object, obj, settings, workers, sink, first_worker + k, stop, current)
+            for k, obj in enumerate(objects)
+        ]
+        return [_result(f) for f in futures]
+    except BaseException:  # ray.cancel (StopTransformJob): the running objects abort their uploads
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        sink.flush()
+
+
+def _result(future: Future[ObjectResult]) -> ObjectResult:
+    # Waited for in short steps: ray.cancel's KeyboardInterrupt reaches the task's main thread only
+    # between bytecodes.
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except FutureTimeout:
+            continue
+
+
+def transform_object(
+    obj: InputObject,
+    settings: FeedSettings,
+    workers: list[Any],
+    sink: ProgressSink,
+    first_worker: int = 0,
+    stop: threading.Event | None = None,
+    current: Any = None,
+) -> ObjectResult:
     """Transform one object; never raises for a failure of the object itself (it is reported).
     Payload i goes to ``workers[(first_worker + i) % len(workers)]``: the scheduler rotates
-    ``first_worker`` so objects of one payload each still use every worker."""
-    os.environ.update(aws_env)
+    ``first_worker`` so objects of one payload each still use every worker. Once ``stop`` is set the
+    object ends before its commit (ObjectStopped), so a stopped job writes no more outputs."""
     t0 = time.perf_counter()
     counts = dict.fromkeys(COUNTS, 0)
     reported = dict.fromkeys(counts, 0)
     first_output_s: float | None = None
     timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
-    last_report = t0
 
     def report(force: bool = False) -> None:
-        nonlocal last_report
-        now = time.perf_counter()
-        if progress is not None and (force or now - last_report >= PROGRESS_EVERY_S):
-            progress.add.remote({k: counts[k] - reported[k] for k in counts})
-            reported.update(counts)
-            last_report = now
+        sink.add({k: counts[k] - reported[k] for k in counts}, force)
+        reported.update(counts)
+
+    def check_stop() -> None:
+        if stop is not None and stop.is_set():
+            raise ObjectStopped(f"{obj.name}: the job was stopped")
 
     try:
         source = storage_for(obj.uri)
@@ -370,12 +306,15 @@ def run_object(
                 counts,
                 settings.replacer,
                 bisection_for(settings),
+                current,
             )
             # csv_header_in_output: the header, once read, until it is written atop the output.
             header: list[bytes] = []
             # Per outstanding payload: (its original records, first record, index) for DataProcessing.
             pending: deque[tuple[list[bytes], int, int]] = deque()
-            background = BackgroundWriter(out, READ_AHEAD_PAYLOADS)
+            # A small object is one GET and one PUT: no read-ahead or writer thread.
+            small = obj.size <= SMALL_OBJECT_BYTES
+            background = InlineWriter(out) if small else BackgroundWriter(out, READ_AHEAD_PAYLOADS)
 
             def write_head() -> None:
                 """Write the oldest outstanding result (results are written in payload order)."""
@@ -404,10 +343,8 @@ def run_object(
 
             start = first_worker % len(workers)
             on_header = header.append if settings.knobs.csv_header_in_output else None
-            payloads = read_ahead(
-                payloads_of(obj, source.iter_chunks(obj.uri), settings, processor, on_header),
-                READ_AHEAD_PAYLOADS,
-            )
+            produced = payloads_of(obj, source.iter_chunks(obj.uri), settings, processor, on_header)
+            payloads = (p for p in produced) if small else read_ahead(produced, READ_AHEAD_PAYLOADS)
             try:
                 while True:
                     t1 = time.perf_counter()
@@ -423,6 +360,7 @@ def run_object(
                     counts["records"] += p.record_count
                     counts["payloads"] += 1
                     counts["bytes_in"] += len(p.data)
+                    check_stop()
                     # Write what is already done, so output starts early and memory stays low.
                     while window and ray.wait([window[0].ref], timeout=0)[0]:
                         write_head()
@@ -440,9 +378,10 @@ def run_object(
             if dispatcher.quarantined:  # before the commit: a record must not vanish silently
                 assert settings.quarantine is not None
                 write_quarantine(settings.quarantine, obj, dispatcher.quarantined)
+            check_stop()
             committed = out.commit()
             timings["write_s"] += time.perf_counter() - t1
-        report(force=True)
+        report()
         return ObjectResult(
             obj.uri,
             obj.output_uri,
@@ -460,7 +399,7 @@ def run_object(
             output_etag=committed.etag,
         )
     except Exception as e:  # the object fails; the job goes on with the others
-        report(force=True)
+        report()
         message, kind = failure(obj, e)
         return ObjectResult(
             obj.uri,
@@ -477,25 +416,11 @@ def run_object(
         )
 
 
-class ProgressCounter:
-    """Job-wide counters the object tasks add to and the driver polls."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def add(self, delta: Mapping[str, int]) -> None:
-        for k, v in delta.items():
-            self.counts[k] = self.counts.get(k, 0) + v
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self.counts)
-
-
 def warm() -> None:
     """Nothing: submitted while the workers start, so the first object's task finds a worker process
     with this module already imported instead of starting one (about 2 s here)."""
 
 
-RemoteProgressCounter = ray.remote(num_cpus=0)(ProgressCounter)
 remote_warm = ray.remote(num_cpus=0, max_retries=0)(warm)
 remote_run_object = ray.remote(num_cpus=0, max_retries=0)(run_object)
+remote_run_objects = ray.remote(num_cpus=0, max_retries=0)(run_objects)

@@ -7,13 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from runner.config import RunnerConfig
 from runner.container import RuntimeSettings
@@ -28,10 +26,7 @@ from runner.errors import (
 )
 from runner.feeder import (
     FeedSettings,
-    ObjectResult,
-    RemoteProgressCounter,
     input_knobs,
-    remote_run_object,
     remote_warm,
 )
 from runner.instances import instance_spec
@@ -40,6 +35,7 @@ from runner.plan import InputObject, plan_inputs
 from runner.pool import WorkerPool, check_fits, size_instances
 from runner.quarantine import quarantine_for
 from runner.resume import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
+from runner.scheduler import aws_environment, counters_of, feed_all, feed_groups
 from runner.spec import (
     DEFAULT_MAX_CONCURRENT_TRANSFORMS,
     DEFAULT_MAX_PAYLOAD_MB,
@@ -58,15 +54,12 @@ from runner.state import (
     owner_id,
 )
 from runner.storage import storage_for
+from runner.warm import WARM_POOLS, pool_key
 from runner.worker import remote_probe_execution_parameters
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-AWS_ENV_PREFIXES = ("AWS_",)
-POLL_S = 0.5
-STORE_EVERY_S = 2.0
-STOP_GRACE_S = 30.0  # for cancelled object tasks to abort their uploads before they are killed
 WARM_FEEDERS = 2
 WARM_WAIT_S = 10.0
 
@@ -116,12 +109,6 @@ def resolve(spec: TransformJobSpec, params: Mapping[str, Any] | None) -> Resolve
             ]
         )
     return resolved
-
-
-def aws_environment() -> dict[str, str]:
-    """The standard AWS settings the workers need for S3, passed as task arguments (not runtime_env,
-    which Ray writes to its logs)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIXES)}
 
 
 @dataclass(frozen=True)
@@ -293,8 +280,9 @@ def execute(
     """Run a created job to its end. ``should_stop`` (StopTransformJob) is polled while objects are
     fed; once true, running objects are cancelled (their uploads aborted) and the job ends Stopped."""
     spec, model = job.spec, job.model
+    fingerprint = model_fingerprint(model.request)
     if not job.resumed:
-        Ledger(store).begin(spec.name, model_fingerprint(model.request), job.objects, config)
+        Ledger(store).begin(spec.name, fingerprint, job.objects, config)
     # CONTRACT 9 knobs: a combination that cannot work fails the job before workers start.
     knobs, knob_notes = input_knobs(
         config, spec.transform_input.content_type, spec.transform_input.split_type, processing_for(spec)
@@ -317,9 +305,15 @@ def execute(
         cwd=os.getcwd(),
         install_requirements=config.install_requirements,
     )
+    warm = config.warm_pool_s > 0
     params = None
     if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:
-        params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir, runtime))
+        probe_key = (fingerprint, tuple(sorted(environment.items())))
+        known, params = WARM_POOLS.execution_parameters(probe_key) if warm else (False, None)
+        if not known:
+            params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir, runtime))
+            if warm:
+                WARM_POOLS.remember_parameters(probe_key, params)
     resolved = resolve(spec, params)
     runtime = replace(runtime, chunked=resolved.max_payload_mb == 0)
     resources = spec.transform_resources
@@ -335,17 +329,33 @@ def execute(
     if config.ray_address is not None:
         alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         check_fits(resources.instance_type, resources.instance_count, sizing, alive)
-    pool = WorkerPool.start(
-        model,
+    key = pool_key(
+        fingerprint,
         environment,
         sizing,
         resources.instance_count,
         cache_dir,
         spec.transform_input.content_type,
         spec.transform_output.accept,
-        config.worker_ready_timeout_s,
         runtime,
     )
+    pool = WARM_POOLS.take(key) if warm else None
+    if pool is not None:
+        on_note(f"model workers: kept warm from an earlier job of model {spec.model_name}")
+    else:
+        WARM_POOLS.release_all()  # idle workers must not hold the CPUs this job's instances need
+        pool = WorkerPool.start(
+            model,
+            environment,
+            sizing,
+            resources.instance_count,
+            cache_dir,
+            spec.transform_input.content_type,
+            spec.transform_output.accept,
+            config.worker_ready_timeout_s,
+            runtime,
+        )
+    park = False
     model_runtime = pool.infos[0].get("runtime") if pool.infos else None
     try:
         if pool.infos:  # which runtime ran (in-process hooks or a serving container), for the job log
@@ -375,15 +385,26 @@ def execute(
             replacer=pool.replacer(),
             quarantine=quarantine,
         )
-        results = _feed_all(job, pool, settings, store, config, on_progress, should_stop)
+        results = feed_all(job, pool, settings, store, config, on_progress, should_stop)
         stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
         worker_stats = [] if stopped else pool.stats()  # busy workers would answer after their payloads
+        # Kept warm only when nothing went wrong: a lost or replaced worker, a failed object.
+        park = (
+            warm
+            and not stopped
+            and model_runtime == "hooks"
+            and all(r.ok and not r.workers_replaced for r in results)
+            and not any(w.get("lost") for w in worker_stats)
+        )
     finally:
-        pool.shutdown()
+        if park:
+            WARM_POOLS.park(key, pool, config.warm_pool_s)
+        else:
+            pool.shutdown()
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("%s", r.error)
-    counters = _counters(job, results)
+    counters = counters_of(job, results)
     counters["workers"] = worker_stats
     counters["model_runtime"] = model_runtime
     if stopped:
@@ -411,54 +432,6 @@ def _unwrap(ref: Any) -> Any:
         raise (e.cause if e.cause is not None else e) from None
 
 
-def _counters(
-    job: PreparedJob, results: list[ObjectResult], live: Mapping[str, int] | None = None
-) -> dict[str, Any]:
-    done = [r for r in results if r.ok]
-    out: dict[str, Any] = {
-        "objects_total": len(job.objects) + job.resumed,
-        "objects_done": len(done) + job.resumed,
-        "objects_failed": len(results) - len(done),
-        "records": sum(r.records for r in results),
-        "payloads": sum(r.payloads for r in results),
-        "bytes_in": sum(r.bytes_in for r in results),
-        "bytes_out": sum(r.bytes_out for r in results),
-        "payloads_retried": sum(r.payloads_retried for r in results),
-        "workers_replaced": sum(r.workers_replaced for r in results),
-        "records_quarantined": sum(r.records_quarantined for r in results),
-    }
-    if live:
-        for k in ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced"):
-            out[k] = max(out[k], live.get(k, 0))
-    if job.resumed:
-        out["objects_resumed"] = job.resumed
-    feeders: dict[str, int] = {}
-    for r in results:
-        if r.node_id:
-            feeders[r.node_id] = feeders.get(r.node_id, 0) + 1
-    if feeders:
-        out["objects_by_node"] = feeders
-    firsts = [r.first_output_s for r in results if r.first_output_s is not None]
-    if firsts:
-        out["first_output_s"] = min(firsts)
-    # Where the feeders' time went, summed over objects (they overlap with the workers' time).
-    feeder: dict[str, float] = {}
-    for r in results:
-        for k, v in r.timings.items():
-            feeder[k] = feeder.get(k, 0.0) + v
-    if feeder:
-        out["feeder_s"] = {k: round(v, 3) for k, v in feeder.items()}
-    return out
-
-
-def _cancel_gracefully(running: Mapping[Any, int]) -> None:
-    """A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out."""
-    for ref in running:
-        ray.cancel(ref)
-    if running:
-        ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
-
-
 def stop_requested(store: JobStore, name: str, every_s: float = 1.0) -> Callable[[], bool]:
     """True once the job is Stopping in the store (``batch-transform stop``); read at most every_s."""
     state = {"at": 0.0, "stop": False}
@@ -471,93 +444,3 @@ def stop_requested(store: JobStore, name: str, every_s: float = 1.0) -> Callable
         return bool(state["stop"])
 
     return check
-
-
-def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
-    """The workers an object's payloads may go to: its instance's (SageMaker's way), or with
-    object_parallelism=cluster every worker of the job, so one big object can use the whole cluster."""
-    if config.object_parallelism == "cluster":
-        return [[w for workers in pool.instances for w in workers]]
-    return [list(workers) for workers in pool.instances]
-
-
-def instance_nodes(pool: WorkerPool) -> list[str | None]:
-    """The node each instance's placement group landed on (from its first worker's info)."""
-    nodes, at = [], 0
-    for workers in pool.instances:
-        info = pool.infos[at] if at < len(pool.infos) else {}
-        nodes.append(info.get("node_id"))
-        at += len(workers)
-    return nodes
-
-
-def _feed_all(
-    job: PreparedJob,
-    pool: WorkerPool,
-    settings: FeedSettings,
-    store: JobStore,
-    config: RunnerConfig,
-    on_progress: ProgressCallback | None,
-    should_stop: Callable[[], bool] | None = None,
-) -> list[ObjectResult]:
-    """Objects go to instances as instances free up, a few at a time per instance."""
-    aws_env = aws_environment()
-    ledger = Ledger(store)
-    by_uri = {o.uri: o for o in job.objects}
-    finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
-    progress: Any = RemoteProgressCounter.remote()
-    queue = deque(job.objects)
-    running: dict[Any, int] = {}
-    groups = feed_groups(pool, config)
-    nodes = instance_nodes(pool)
-    objects_per_group = config.objects_in_flight_per_instance * len(pool.instances) // len(groups)
-    per_instance = [0] * len(groups)
-    started = [0] * len(groups)  # objects started per group: rotates their first worker
-    results: list[ObjectResult] = []
-    last_store = time.monotonic()
-    try:
-        while queue or running:
-            if should_stop is not None and should_stop():
-                _cancel_gracefully(running)
-                break
-            for i, workers in enumerate(groups):
-                while queue and per_instance[i] < objects_per_group:
-                    # The object's task (S3 read, split, upload) runs beside its workers, not on the
-                    # driver's node: its instance's node, or in cluster mode each instance's in turn.
-                    home = nodes[i] if len(groups) == len(nodes) else nodes[started[i] % len(nodes)]
-                    task = (
-                        remote_run_object.options(
-                            scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=True)
-                        )
-                        if home
-                        else remote_run_object
-                    )
-                    ref = task.remote(queue.popleft(), settings, workers, progress, aws_env, started[i])
-                    started[i] += 1
-                    running[ref] = i
-                    per_instance[i] += 1
-            done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-            for ref in done:
-                per_instance[running.pop(ref)] -= 1
-                result: ObjectResult = ray.get(ref)
-                results.append(result)
-                if result.ok:  # the ledger `resume` reads; the output's ETag proves it is still ours
-                    finished.append((by_uri[result.uri], result.output_etag))
-            if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
-                counters = _counters(job, results, ray.get(progress.snapshot.remote()))
-                if on_progress is not None:
-                    on_progress(counters)
-                if time.monotonic() - last_store >= STORE_EVERY_S:
-                    store.update_job(job.spec.name, counters=counters)
-                    ledger.record(job.spec.name, finished)
-                    finished.clear()
-                    last_store = time.monotonic()
-    except KeyboardInterrupt:  # Ctrl-C: stop like StopTransformJob, then let it propagate
-        _cancel_gracefully(running)
-        raise
-    finally:
-        ledger.record(job.spec.name, finished)  # a killed driver loses at most STORE_EVERY_S of them
-        ray.kill(progress)
-        for ref in running:
-            ray.cancel(ref, force=True)
-    return results

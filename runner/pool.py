@@ -181,6 +181,8 @@ class WorkerPool:
     infos: list[dict[str, Any]] = field(default_factory=list)
     template: WorkerTemplate | None = None
     _replacer: Any = field(default=None, repr=False)
+    # Kept warm from an earlier job (runner/warm.py): its workers' counts when this job began.
+    _baseline: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -220,6 +222,7 @@ class WorkerPool:
                     pending.append(ready)
                     workers.append(actor)
                 pool.instances.append(workers)
+            pool.replacer()  # its process starts while the models load
             pool.infos = wait_ready(pending, ready_timeout_s)
         except BaseException:
             pool.shutdown()
@@ -235,11 +238,35 @@ class WorkerPool:
                 stats.append(ray.get(ref))
             except ray.exceptions.RayActorError:  # a worker that died during the job
                 stats.append({"lost": True})
-        return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
+        if self._baseline is None:
+            return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
+        # A warm pool: this job's share of the counts; its model was loaded by an earlier job.
+        out = []
+        for info, s, base in zip(self.infos, stats, self._baseline, strict=True):
+            if "payloads" in s and "payloads" in base:
+                s = {
+                    **s,
+                    "payloads": s["payloads"] - base["payloads"],
+                    "busy_s": round(s["busy_s"] - base["busy_s"], 3),
+                }
+            out.append({**info, **s, "model_load_s": 0.0, "warm": True})
+        return out
+
+    def begin_job(self) -> None:
+        """A parked pool starts another job: counts from here, and a new replacer (its counters)."""
+        workers = [w for ws in self.instances for w in ws]
+        self._baseline = ray.get([w.stats.remote() for w in workers])
+        self.replacer()
+
+    def end_job(self) -> None:
+        """Parked: the job's replacer goes (the next job gets its own counters)."""
+        if self._replacer is not None:
+            ray.kill(self._replacer)
+            self._replacer = None
 
     def replacer(self) -> Any:
-        """The job's WorkerReplacer actor (runner/dispatch.py), started on first use: object tasks ask
-        it for a new worker in a dead one's place."""
+        """The job's WorkerReplacer actor (runner/dispatch.py): object tasks ask it for a new worker in
+        a dead one's place, and add their counts to it."""
         if self._replacer is None:
             from runner.dispatch import RemoteWorkerReplacer
 

@@ -7,8 +7,8 @@ Other modules code against ``Storage`` / ``ObjectWriter`` and get an implementat
 
 from __future__ import annotations
 
-import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -161,9 +161,17 @@ def _factories() -> dict[str, Callable[[], Storage]]:
     return {"file": LocalStorage, "s3": S3Storage}
 
 
-@functools.cache
+_instances: dict[str, Storage] = {}
+_instances_lock = threading.Lock()
+
+
 def _instance(scheme: str) -> Storage:
-    return _factories()[scheme]()
+    # Locked: the threads of a grouped object task ask at once, and each instance builds its own
+    # boto3 client (~0.1 CPU-s).
+    with _instances_lock:
+        if scheme not in _instances:
+            _instances[scheme] = _factories()[scheme]()
+        return _instances[scheme]
 
 
 def storage_for(uri: str) -> Storage:

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 from runner.batching import pack, pack_whole
 from runner.errors import Problem, RecordFormatError, SpecError
-from runner.feeder import gunzip
 from runner.model import ModelSpec, parse_create_model
 from runner.plan import read_manifest
 from runner.spec import BatchStrategy, TransformJobSpec, parse_transform_job
@@ -36,6 +35,7 @@ from runner.splitters.line import LineSplitter
 from runner.splitters.recordio import RecordIOSplitter
 from runner.splitters.tfrecord import TFRecordSplitter, masked_crc
 from runner.storage.local import LocalStorage
+from runner.streams import gunzip
 
 # Bounded: the whole module runs in seconds; the function-scoped tmp_path is reused on purpose.
 FUZZ = settings(
