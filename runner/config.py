@@ -18,7 +18,7 @@ CONTAINER_STARTUP_TIMEOUT_S = 600
 MODEL_RUNTIMES = ("auto", "hooks", "container")
 ON_RECORD_ERROR_MODES = ("fail_object", "quarantine")
 OBJECT_PARALLELISM_MODES = ("instance", "cluster")
-SERVE_WARM_POOL_S = 60.0
+SERVE_WARM_POOL_S = 30.0
 
 
 def data_home(environ: dict[str, str] | None = None) -> Path:

@@ -354,6 +354,8 @@ def execute(
             spec.transform_output.accept,
             config.worker_ready_timeout_s,
             runtime,
+            # A job of this process may park its pool while this one waits for room: free it.
+            on_wait=WARM_POOLS.release_all,
         )
     park = False
     model_runtime = pool.infos[0].get("runtime") if pool.infos else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from runner.worker import RemoteModelWorker
 log = logging.getLogger(__name__)
 
 PLACEMENT_TIMEOUT_S = 60.0
+PLACEMENT_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,10 @@ class WorkerPool:
         accept: str | None,
         ready_timeout_s: float,
         runtime: RuntimeSettings | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> WorkerPool:
-        """Place ``count`` instances and start their workers (model fetch and model_fn included)."""
+        """Place ``count`` instances and start their workers (model fetch and model_fn included).
+        ``on_wait`` is called every PLACEMENT_POLL_S while the instances cannot be placed yet."""
         bundle = sizing.bundle()
         groups = [placement_group([bundle] * sizing.workers, strategy="STRICT_PACK") for _ in range(count)]
         template = WorkerTemplate(
@@ -205,7 +208,15 @@ class WorkerPool:
         )
         pool = cls([], groups, template=template)
         try:
-            ready, _ = ray.wait([g.ready() for g in groups], num_returns=count, timeout=PLACEMENT_TIMEOUT_S)
+            placed = [g.ready() for g in groups]
+            deadline = time.monotonic() + PLACEMENT_TIMEOUT_S
+            while True:
+                left = deadline - time.monotonic()
+                ready, _ = ray.wait(placed, num_returns=count, timeout=max(0.0, min(PLACEMENT_POLL_S, left)))
+                if len(ready) == count or left <= PLACEMENT_POLL_S:
+                    break
+                if on_wait is not None:  # e.g. free workers kept warm since this job began waiting
+                    on_wait()
             if len(ready) < count:
                 raise WorkerStartupError(
                     f"only {len(ready)} of {count} instances of {sizing.workers} worker(s) "

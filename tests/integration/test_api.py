@@ -3,6 +3,7 @@ the unchanged boto3 ``sagemaker`` client pointed at it with ``endpoint_url``, th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -26,7 +27,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn, owner_id
 from runner.storage.embedded import EmbeddedS3Info
@@ -300,7 +301,10 @@ def test_list_transform_jobs_filters_and_pages(sm: Any, bucket: Bucket, tmp_path
 
     waiter = sm.get_waiter("transform_job_completed_or_stopped")
     for name in names:  # done before the next test takes the CPUs
-        waiter.wait(TransformJobName=name, WaiterConfig=FAST)
+        with contextlib.suppress(WaiterError):  # a Failed job: its FailureReason is asserted below
+            waiter.wait(TransformJobName=name, WaiterConfig=FAST)
+        job = sm.describe_transform_job(TransformJobName=name)
+        assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     done = sm.list_transform_jobs(NameContains=tag, StatusEquals="Completed")["TransformJobSummaries"]
     assert len(done) == 3 and all(s["TransformEndTime"] >= s["CreationTime"] for s in done)
     assert sm.list_transform_jobs(NameContains=tag, StatusEquals="InProgress")["TransformJobSummaries"] == []
