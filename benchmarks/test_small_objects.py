@@ -7,8 +7,8 @@ GETs each object, runs the model's own ``input_fn`` / ``predict_fn`` / ``output_
 value in ``BENCH_SMALL_IN_FLIGHT`` (comma-separated; default: 4, the RunnerConfig default).
 Reported: objects/s of each and the ratios; CPU milliseconds per object of the measured side
 (process tree, Ray's processes included) and of the S3 server apart; processes started; the job's
-own counters (feeder seconds summed over object tasks, workers' busy seconds). At full size the
-runner's job takes ~15 minutes here; ``BENCH_SMALL_OBJECTS`` shrinks it. ``BENCH_SMALL_PROFILE=1``
+own counters (feeder seconds summed over object tasks, workers' busy seconds). At full size each
+side takes ~2 minutes here; ``BENCH_SMALL_OBJECTS`` shrinks it. ``BENCH_SMALL_PROFILE=1``
 also runs the first runner setting under cProfile (the driver only) and prints where its time goes.
 """
 

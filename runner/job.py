@@ -32,7 +32,7 @@ from runner.feeder import (
 from runner.instances import instance_spec
 from runner.model import ModelSpec, job_environment, parse_create_model
 from runner.plan import InputObject, plan_inputs
-from runner.pool import WorkerPool, check_fits, size_instances
+from runner.pool import WorkerPool, WorkerTemplate, check_fits, size_instances
 from runner.quarantine import quarantine_for
 from runner.resume import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
 from runner.scheduler import aws_environment, counters_of, feed_all, feed_groups
@@ -329,34 +329,24 @@ def execute(
     if config.ray_address is not None:
         alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         check_fits(resources.instance_type, resources.instance_count, sizing, alive)
-    key = pool_key(
-        fingerprint,
+    template = WorkerTemplate(
+        model,
         environment,
         sizing,
-        resources.instance_count,
         cache_dir,
         spec.transform_input.content_type,
         spec.transform_output.accept,
+        config.worker_ready_timeout_s,
         runtime,
     )
+    key = pool_key(fingerprint, template, resources.instance_count)
     pool = WARM_POOLS.take(key) if warm else None
     if pool is not None:
         on_note(f"model workers: kept warm from an earlier job of model {spec.model_name}")
     else:
         WARM_POOLS.release_all()  # idle workers must not hold the CPUs this job's instances need
-        pool = WorkerPool.start(
-            model,
-            environment,
-            sizing,
-            resources.instance_count,
-            cache_dir,
-            spec.transform_input.content_type,
-            spec.transform_output.accept,
-            config.worker_ready_timeout_s,
-            runtime,
-            # A job of this process may park its pool while this one waits for room: free it.
-            on_wait=WARM_POOLS.release_all,
-        )
+        # A job of this process may park its pool while this one waits for room: on_wait frees it.
+        pool = WorkerPool.start(template, resources.instance_count, on_wait=WARM_POOLS.release_all)
     park = False
     model_runtime = pool.infos[0].get("runtime") if pool.infos else None
     try:

@@ -187,25 +187,13 @@ class WorkerPool:
 
     @classmethod
     def start(
-        cls,
-        model: ModelSpec,
-        environment: Mapping[str, str],
-        sizing: InstanceSizing,
-        count: int,
-        cache_dir: str,
-        content_type: str | None,
-        accept: str | None,
-        ready_timeout_s: float,
-        runtime: RuntimeSettings | None = None,
-        on_wait: Callable[[], None] | None = None,
+        cls, template: WorkerTemplate, count: int, on_wait: Callable[[], None] | None = None
     ) -> WorkerPool:
         """Place ``count`` instances and start their workers (model fetch and model_fn included).
         ``on_wait`` is called every PLACEMENT_POLL_S while the instances cannot be placed yet."""
+        sizing, ready_timeout_s = template.sizing, template.ready_timeout_s
         bundle = sizing.bundle()
         groups = [placement_group([bundle] * sizing.workers, strategy="STRICT_PACK") for _ in range(count)]
-        template = WorkerTemplate(
-            model, environment, sizing, cache_dir, content_type, accept, ready_timeout_s, runtime
-        )
         pool = cls([], groups, template=template)
         try:
             placed = [g.ready() for g in groups]

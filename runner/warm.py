@@ -20,14 +20,12 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 
-from runner.container import RuntimeSettings
-from runner.pool import InstanceSizing, WorkerPool
+from runner.pool import WorkerPool, WorkerTemplate
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +38,22 @@ class PoolKey:
 
     model_fingerprint: str
     environment: tuple[tuple[str, str], ...]
-    sizing: InstanceSizing
+    template: WorkerTemplate  # its environment and ModelSpec hold dicts: compared, never hashed
     count: int
-    cache_dir: str
-    content_type: str | None
-    accept: str | None
-    runtime: RuntimeSettings | None
+
+    def __hash__(self) -> int:
+        return hash((self.model_fingerprint, self.environment, self.count))
 
 
-def pool_key(
-    model_fingerprint: str,
-    environment: Mapping[str, str],
-    sizing: InstanceSizing,
-    count: int,
-    cache_dir: str,
-    content_type: str | None,
-    accept: str | None,
-    runtime: RuntimeSettings | None,
-) -> PoolKey:
+def pool_key(model_fingerprint: str, template: WorkerTemplate, count: int) -> PoolKey:
+    runtime = template.runtime
     # The per-job log folder is where a model server would log; parked pools run hooks, which do not.
     settings = replace(runtime, log_dir=None) if runtime is not None else None
     return PoolKey(
         model_fingerprint,
-        tuple(sorted(environment.items())),
-        sizing,
+        tuple(sorted(template.environment.items())),
+        replace(template, runtime=settings, ready_timeout_s=0.0),
         count,
-        cache_dir,
-        content_type,
-        accept,
-        settings,
     )
 
 
@@ -90,11 +75,14 @@ class WarmPools:
         if entry is None:
             return None
         pool = entry[0]
-        if not _healthy(pool):
-            pool.shutdown()
-            return None
-        pool.begin_job()
-        return pool
+        try:
+            if _healthy(pool):
+                pool.begin_job()
+                return pool
+        except ray.exceptions.RayError:  # a worker died between the check and the baseline
+            log.debug("parked pool lost a worker", exc_info=True)
+        pool.shutdown()
+        return None
 
     def release_all(self) -> None:
         """Shut every parked pool down (a job is about to place its own instances)."""

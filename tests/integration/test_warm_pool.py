@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runner.config import RunnerConfig
+from runner.container import RuntimeSettings
 from runner.job import run_job
+from runner.model import parse_create_model
+from runner.pool import InstanceSizing, WorkerTemplate
 from runner.state import JobRecord, TransformJobStatus
-from runner.warm import WARM_POOLS
+from runner.warm import WARM_POOLS, pool_key
 
 from .conftest import Bucket, job_request, model_request, write_model
 
@@ -96,3 +100,25 @@ def test_without_warm_pool_seconds_every_job_starts_its_own_workers(bucket: Buck
     second, _ = run(bucket, model, config, "cold-2")
     assert not any(w.get("warm") for w in workers(second))
     assert not {w["pid"] for w in workers(second)} & {w["pid"] for w in workers(first)}
+
+
+def test_pool_keys_differ_in_anything_the_workers_start_with(tmp_path: Path) -> None:
+    model = parse_create_model(model_request("warm", tmp_path / "m"))
+    sizing = InstanceSizing(cpus_per_worker=1.0, gpus_per_worker=0.0, workers=1)
+    template = WorkerTemplate(
+        model, {"A": "1"}, sizing, "/cache", "text/csv", None, 600.0, RuntimeSettings(log_dir="/logs/job-1")
+    )
+    key = pool_key("fingerprint", template, 1)
+    # Another job's log folder and ready timeout: the same workers.
+    same = replace(template, runtime=RuntimeSettings(log_dir="/logs/job-2"), ready_timeout_s=5.0)
+    assert pool_key("fingerprint", same, 1) == key
+    assert hash(pool_key("fingerprint", same, 1)) == hash(key)
+    others = [
+        pool_key("another model", template, 1),
+        pool_key("fingerprint", template, 2),
+        pool_key("fingerprint", replace(template, environment={"A": "2"}), 1),
+        pool_key("fingerprint", replace(template, sizing=replace(sizing, workers=2)), 1),
+        pool_key("fingerprint", replace(template, accept="application/json"), 1),
+        pool_key("fingerprint", replace(template, runtime=RuntimeSettings(invocations_max_retries=1)), 1),
+    ]
+    assert all(other != key for other in others)
