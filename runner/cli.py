@@ -344,7 +344,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from runner.api import serve  # imports Ray: only for the commands that run jobs
+    from runner.api_http import serve  # imports Ray: only for the commands that run jobs
     from runner.sigv4 import identities_from_env
 
     def ready(url: str) -> None:

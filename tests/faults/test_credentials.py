@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from runner import cli
-from runner.api import make_server
+from runner.api_http import make_server
 from runner.config import RunnerConfig
 from runner.sigv4 import identities_from_env
 from runner.state import JobStore
@@ -131,10 +131,12 @@ def evidence(s3_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def api_session(config: RunnerConfig) -> list[str]:
     """A SageMaker API server in this process, called by boto3 with the right key and a wrong one; its
     log lines and every answer (a wrong key's error included)."""
-    api_log = logging.getLogger("runner.api")
+    # The control plane's operations and its HTTP front end (request lines) log separately.
+    api_logs = [logging.getLogger("runner.api"), logging.getLogger("runner.api_http")]
     lines = Lines()
     lines.setFormatter(logging.Formatter("%(message)s"))
-    api_log.addHandler(lines)
+    for api_log in api_logs:
+        api_log.addHandler(lines)
     server = make_server("127.0.0.1", 0, config, identities_from_env())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -161,7 +163,8 @@ def api_session(config: RunnerConfig) -> list[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
-        api_log.removeHandler(lines)
+        for api_log in api_logs:
+            api_log.removeHandler(lines)
     return [*lines.lines, *answers]
 
 
