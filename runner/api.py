@@ -2,9 +2,10 @@
 
 Requests come exactly as botocore sends them (``POST /``, ``X-Amz-Target: SageMaker.<Operation>``,
 ``Content-Type: application/x-amz-json-1.1``), each SigV4-verified (``runner.sigv4``) against the
-credentials the server was started with, by the HTTP front end in ``runner/api_http.py``. Bodies are validated by the same code as the CLI's
-(``parse_transform_job``, ``parse_create_model``, and botocore's shapes for the other operations);
-errors come back as AWS sends them: HTTP 400, ``{"__type": "<Code>", "message": "<text>"}``.
+credentials the server was started with, by the HTTP front end in ``runner/api_http.py``. Bodies are
+validated by the same code as the CLI's (``parse_transform_job``, ``parse_create_model``, and
+botocore's shapes for the other operations); errors come back as AWS sends them: HTTP 400,
+``{"__type": "<Code>", "message": "<text>"}``.
 
 CreateTransformJob checks the request synchronously (``create_job``), then runs the job in a thread
 of this process (Ray is started once, on the first job). StopTransformJob sets the job's stop flag:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.container import docker_argv, docker_unavailable, parse_execution_parameters, serve_argv
 from runner.errors import ContainerError, WorkerStartupError
 from runner.job import run_job
 from runner.model import ModelSpec, choose_runtime
+from runner.serving import docker_argv, docker_unavailable, parse_execution_parameters, serve_argv
 from runner.state import TransformJobStatus
 
 from .conftest import Bucket, job_request, model_request, write_model
