@@ -48,6 +48,23 @@ def echo(body: str) -> bytes:
     return ("|".join(reversed(lines)) + f" {len(body)}\n").encode()
 
 
+def echo_job(
+    bucket: Bucket, tmp_path: Path, name: str, workers: int
+) -> tuple[dict[str, Any], dict[str, Any], RunnerConfig]:
+    """The request, the echo model and a config with one object task in flight, so every group is
+    as big as GROUP_OBJECTS allows."""
+    request = job_request(
+        name,
+        bucket.name,
+        ModelName="echo",
+        MaxConcurrentTransforms=workers,
+        TransformInput={"ContentType": "text/plain"},
+        TransformOutput={"Accept": "text/plain"},
+    )
+    model = model_request("echo", write_model(tmp_path / "m", ECHO_MODEL))
+    return request, model, RunnerConfig(home=tmp_path / "home", objects_in_flight_per_instance=1)
+
+
 def obj(i: int, size: int) -> InputObject:
     return InputObject(f"s3://b/in/{i}", size, "e", f"{i}", f"s3://b/out/{i}.out")
 
@@ -74,17 +91,7 @@ def test_grouped_objects_keep_their_own_outputs_and_failures(bucket: Bucket, tmp
     bodies[41] = "boom\n"
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: bucket.put(f"in/s-{i:03d}.txt", bodies[i].encode()), range(n)))
-    request = job_request(
-        "grouped",
-        bucket.name,
-        ModelName="echo",
-        MaxConcurrentTransforms=2,
-        TransformInput={"ContentType": "text/plain"},
-        TransformOutput={"Accept": "text/plain"},
-    )
-    model = model_request("echo", write_model(tmp_path / "m", ECHO_MODEL))
-    # One object task in flight: every group is as big as GROUP_OBJECTS allows.
-    config = RunnerConfig(home=tmp_path / "home", objects_in_flight_per_instance=1)
+    request, model, config = echo_job(bucket, tmp_path, "grouped", workers=2)
     record = run_job(request, config, model_request=model)
 
     assert record.status is TransformJobStatus.FAILED
@@ -103,16 +110,7 @@ def test_stop_ends_grouped_objects_without_more_outputs(bucket: Bucket, tmp_path
     n = 60
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: bucket.put(f"in/s-{i:03d}.txt", f"slow {i}\n".encode()), range(n)))
-    request = job_request(
-        "grouped-stop",
-        bucket.name,
-        ModelName="echo",
-        MaxConcurrentTransforms=1,
-        TransformInput={"ContentType": "text/plain"},
-        TransformOutput={"Accept": "text/plain"},
-    )
-    model = model_request("echo", write_model(tmp_path / "m", ECHO_MODEL))
-    config = RunnerConfig(home=tmp_path / "home", objects_in_flight_per_instance=1)
+    request, model, config = echo_job(bucket, tmp_path, "grouped-stop", workers=1)
     done: dict[str, Any] = {}
     thread = threading.Thread(
         target=lambda: done.update(record=run_job(request, config, model_request=model))
