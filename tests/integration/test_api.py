@@ -310,6 +310,29 @@ def test_list_transform_jobs_filters_and_pages(sm: Any, bucket: Bucket, tmp_path
     assert sm.list_transform_jobs(NameContains=tag, StatusEquals="InProgress")["TransformJobSummaries"] == []
 
 
+def test_serve_keeps_a_models_workers_warm_for_its_next_job(
+    sm: Any, server: Server, bucket: Bucket, tmp_path: Path
+) -> None:
+    """`serve`'s default --warm-pool-seconds: the second job of a model reuses the first one's workers."""
+    model = unique("warm")
+    sm.create_model(**model_request(model, write_model(tmp_path / "m", SUM_MODEL)))
+    bucket.put("in/a.csv", b"1,2,3\n")
+    names = [unique("warm-job") for _ in range(2)]
+    waiter = sm.get_waiter("transform_job_completed_or_stopped")
+    for name in names:
+        request = job_request(name, bucket.name, ModelName=model, MaxConcurrentTransforms=1)
+        request["TransformOutput"]["S3OutputPath"] = f"s3://{bucket.name}/{name}"
+        sm.create_transform_job(**request)
+        waiter.wait(TransformJobName=name, WaiterConfig=FAST)
+    store = JobStore(server.home / "jobs.sqlite")
+    first, second = (store.get_job(name) for name in names)
+    assert (first.status, second.status) == (TransformJobStatus.COMPLETED, TransformJobStatus.COMPLETED)
+    assert not any(w.get("warm") for w in first.counters["workers"])
+    assert second.counters["workers"] and all(w["warm"] for w in second.counters["workers"])
+    assert [w["pid"] for w in second.counters["workers"]] == [w["pid"] for w in first.counters["workers"]]
+    assert bucket.get(f"{names[1]}/a.csv.out") == bucket.get(f"{names[0]}/a.csv.out") == b"6.0\n"
+
+
 def test_stop_slow_job_leaves_no_output(sm: Any, server: Server, bucket: Bucket, tmp_path: Path) -> None:
     name = slow_job(sm, bucket, tmp_path)
     assert sm.describe_transform_job(TransformJobName=name)["TransformJobStatus"] == "InProgress"
