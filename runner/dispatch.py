@@ -20,18 +20,21 @@ Two kinds of failure, two paths:
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ray  # noqa: TID253  (split out of feeder.py; runs in the object tasks next to the workers)
 
 from runner.batching import Payload, PayloadRecords
-from runner.errors import WorkerLostError
+from runner.errors import RunnerError, WorkerLostError
 from runner.pool import WorkerTemplate, start_worker
 from runner.quarantine import BadRecord, error_text, is_record_error
 from runner.splitters import Splitter
+
+PROGRESS_EVERY_S = 0.5  # how often an object task sends its counts
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class Replacement:
 
 class WorkerReplacer:
     """One per job (``WorkerPool.replacer``): replaces dead workers for every object task, and keeps
-    the job's live counters, which object tasks add to (``feeder.ProgressSink``) and the driver reads:
+    the job's live counters, which object tasks add to (``ProgressSink``) and the driver reads:
     one actor, so a job starts one process fewer."""
 
     def __init__(self, template: WorkerTemplate, groups: list[Any], instances: list[list[Any]]) -> None:
@@ -119,6 +122,35 @@ class WorkerReplacer:
             self._slots[i][s], self._ready[where], self._where[handle] = handle, ready, where
             return self._held(where, started=True)
         return self._held(where, started=False)
+
+
+class ProgressSink:
+    """What object tasks count, sent to the job's counter (``WorkerReplacer.add``) at most every
+    PROGRESS_EVERY_S; the objects of one grouped task share one sink. Thread-safe."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._lock = threading.Lock()
+        self._delta: dict[str, int] = {}
+        self._sent_at = time.perf_counter()
+
+    def add(self, delta: Mapping[str, int], force: bool = False) -> None:
+        with self._lock:
+            for k, v in delta.items():
+                if v:
+                    self._delta[k] = self._delta.get(k, 0) + v
+            now = time.perf_counter()
+            due = force or now - self._sent_at >= PROGRESS_EVERY_S
+            if self._counter is not None and self._delta and due:
+                self._counter.add.remote(self._delta)
+                self._delta, self._sent_at = {}, now
+
+    def flush(self) -> None:
+        self.add({}, force=True)
+
+
+class ObjectStopped(RunnerError):
+    """The job was stopped while this object of a grouped task ran: its upload is aborted."""
 
 
 class Dispatcher:

@@ -24,7 +24,7 @@ from runner.assembly import OutputAssembler
 from runner.batching import Payload, pack, pack_whole
 from runner.columnar import pack_columnar
 from runner.dataprocessing import ObjectProcessor, RecordProcessing
-from runner.dispatch import Bisection, Dispatcher, Outstanding
+from runner.dispatch import Bisection, Dispatcher, ObjectStopped, Outstanding, ProgressSink
 from runner.errors import RunnerError
 from runner.knobs import InputKnobs, input_knobs
 from runner.plan import InputObject
@@ -37,7 +37,6 @@ from runner.streams import BackgroundWriter, InlineWriter, gunzip, read_ahead
 
 __all__ = ["FeedSettings", "InputKnobs", "ObjectResult", "input_knobs", "payloads_of", "run_object"]
 
-PROGRESS_EVERY_S = 0.5
 READ_AHEAD_PAYLOADS = 2
 # Objects of at most SMALL_OBJECT_BYTES go GROUP_OBJECTS to a task, GROUP_THREADS of them at a time.
 SMALL_OBJECT_BYTES = 1024 * 1024
@@ -170,35 +169,6 @@ def bisection_for(settings: FeedSettings) -> Bisection | None:
         else None
     )
     return Bisection(splitter, knobs.csv_header)
-
-
-class ProgressSink:
-    """What object tasks count, sent to the job's counter (``WorkerReplacer.add``) at most every
-    PROGRESS_EVERY_S; the objects of one grouped task share one sink. Thread-safe."""
-
-    def __init__(self, counter: Any) -> None:
-        self._counter = counter
-        self._lock = threading.Lock()
-        self._delta: dict[str, int] = {}
-        self._sent_at = time.perf_counter()
-
-    def add(self, delta: Mapping[str, int], force: bool = False) -> None:
-        with self._lock:
-            for k, v in delta.items():
-                if v:
-                    self._delta[k] = self._delta.get(k, 0) + v
-            now = time.perf_counter()
-            due = force or now - self._sent_at >= PROGRESS_EVERY_S
-            if self._counter is not None and self._delta and due:
-                self._counter.add.remote(self._delta)
-                self._delta, self._sent_at = {}, now
-
-    def flush(self) -> None:
-        self.add({}, force=True)
-
-
-class ObjectStopped(RunnerError):
-    """The job was stopped while this object of a grouped task ran: its upload is aborted."""
 
 
 def run_object(

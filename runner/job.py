@@ -31,16 +31,13 @@ from runner.feeder import (
 )
 from runner.instances import instance_spec
 from runner.model import ModelSpec, job_environment, parse_create_model
+from runner.parameters import resolve
 from runner.plan import InputObject, plan_inputs
 from runner.pool import WorkerPool, WorkerTemplate, check_fits, size_instances
 from runner.quarantine import quarantine_for
 from runner.resume import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
 from runner.scheduler import aws_environment, counters_of, feed_all, feed_groups
 from runner.spec import (
-    DEFAULT_MAX_CONCURRENT_TRANSFORMS,
-    DEFAULT_MAX_PAYLOAD_MB,
-    MAX_PAYLOAD_LIMIT_MB,
-    BatchStrategy,
     TransformJobSpec,
     parse_transform_job,
 )
@@ -64,51 +61,6 @@ WARM_FEEDERS = 2
 WARM_WAIT_S = 10.0
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """Request > the model's execution parameters > defaults (CONTRACT 5.1)."""
-
-    max_concurrent_transforms: int
-    max_payload_mb: int
-    batch_strategy: BatchStrategy
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "MaxConcurrentTransforms": self.max_concurrent_transforms,
-            "MaxPayloadInMB": self.max_payload_mb,
-            "BatchStrategy": str(self.batch_strategy),
-        }
-
-
-def resolve(spec: TransformJobSpec, params: Mapping[str, Any] | None) -> Resolved:
-    p = params or {}
-    strategy = spec.batch_strategy
-    if strategy is None and p.get("BatchStrategy"):
-        text = str(p["BatchStrategy"]).replace("_", "").lower()
-        strategy = BatchStrategy.SINGLE_RECORD if text == "singlerecord" else BatchStrategy.MULTI_RECORD
-    resolved = Resolved(
-        max_concurrent_transforms=spec.max_concurrent_transforms
-        or int(p.get("MaxConcurrentTransforms") or DEFAULT_MAX_CONCURRENT_TRANSFORMS),
-        max_payload_mb=spec.max_payload_mb
-        if spec.max_payload_mb is not None
-        else int(p.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)),
-        batch_strategy=strategy or BatchStrategy.MULTI_RECORD,
-    )
-    mct, mb = resolved.max_concurrent_transforms, resolved.max_payload_mb
-    if mb > MAX_PAYLOAD_LIMIT_MB or mct * mb > MAX_PAYLOAD_LIMIT_MB:
-        raise SpecError(
-            [
-                Problem(
-                    "maxConcurrentTransforms",
-                    mct,
-                    f"MaxConcurrentTransforms x MaxPayloadInMB must be at most {MAX_PAYLOAD_LIMIT_MB} after "
-                    f"applying the model's execution parameters {dict(p)}; got {mct} x {mb}",
-                )
-            ]
-        )
-    return resolved
 
 
 @dataclass(frozen=True)
