@@ -35,7 +35,7 @@ from runner.splitters.csv import pack_with_header
 from runner.storage import storage_for
 from runner.streams import BackgroundWriter, InlineWriter, gunzip, read_ahead
 
-__all__ = ["FeedSettings", "InputKnobs", "ObjectResult", "input_knobs", "payloads_of", "run_object"]
+__all__ = ["FeedSettings", "InputKnobs", "ObjectResult", "input_knobs", "payloads_of", "run_objects"]
 
 READ_AHEAD_PAYLOADS = 2
 # Objects of at most SMALL_OBJECT_BYTES go GROUP_OBJECTS to a task, GROUP_THREADS of them at a time.
@@ -171,23 +171,6 @@ def bisection_for(settings: FeedSettings) -> Bisection | None:
     return Bisection(splitter, knobs.csv_header)
 
 
-def run_object(
-    obj: InputObject,
-    settings: FeedSettings,
-    workers: list[Any],
-    progress: Any,
-    aws_env: Mapping[str, str],
-    first_worker: int = 0,
-) -> ObjectResult:
-    """One object as its own task (a large object, or a small one with nothing to group it with)."""
-    os.environ.update(aws_env)
-    sink = ProgressSink(progress)
-    try:
-        return transform_object(obj, settings, workers, sink, first_worker)
-    finally:
-        sink.flush()
-
-
 def run_objects(
     objects: list[InputObject],
     settings: FeedSettings,
@@ -196,12 +179,28 @@ def run_objects(
     aws_env: Mapping[str, str],
     first_worker: int = 0,
 ) -> list[ObjectResult]:
-    """Several small objects in one task, ``GROUP_THREADS`` at a time: one task, one process and one
-    result for the driver instead of one each per object, which is what small objects cost. Object k
-    starts at worker ``first_worker + k``. Each object is still read, split, sent and written alone
-    (payloads never cross objects), so its output is what ``run_object`` writes."""
+    """One object task: a large object alone, or several small ones (``scheduler.take_batch``),
+    ``GROUP_THREADS`` at a time: one task, one process and one result for the driver instead of one
+    each per object, which is what small objects cost. Object k starts at worker
+    ``first_worker + k``. Each object is still read, split, sent and written alone (payloads never
+    cross objects), so its output is the same however it was grouped."""
     os.environ.update(aws_env)
     sink = ProgressSink(progress)
+    try:
+        if len(objects) == 1:  # in this thread: ray.cancel's KeyboardInterrupt aborts its upload at once
+            return [transform_object(objects[0], settings, workers, sink, first_worker)]
+        return _in_threads(objects, settings, workers, sink, first_worker)
+    finally:
+        sink.flush()
+
+
+def _in_threads(
+    objects: list[InputObject],
+    settings: FeedSettings,
+    workers: list[Any],
+    sink: ProgressSink,
+    first_worker: int,
+) -> list[ObjectResult]:
     stop = threading.Event()
     # Which workers were replaced: asked once for all the objects (WorkerReplacer.current).
     current = settings.replacer.current.remote(workers) if settings.replacer is not None else None
@@ -217,7 +216,6 @@ def run_objects(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        sink.flush()
 
 
 def _result(future: Future[ObjectResult]) -> ObjectResult:
@@ -249,8 +247,8 @@ def transform_object(
     first_output_s: float | None = None
     timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
 
-    def report(force: bool = False) -> None:
-        sink.add({k: counts[k] - reported[k] for k in counts}, force)
+    def report() -> None:
+        sink.add({k: counts[k] - reported[k] for k in counts})
         reported.update(counts)
 
     def check_stop() -> None:
@@ -392,5 +390,4 @@ def warm() -> None:
 
 
 remote_warm = ray.remote(num_cpus=0, max_retries=0)(warm)
-remote_run_object = ray.remote(num_cpus=0, max_retries=0)(run_object)
 remote_run_objects = ray.remote(num_cpus=0, max_retries=0)(run_objects)

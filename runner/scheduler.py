@@ -21,7 +21,6 @@ from runner.feeder import (
     SMALL_OBJECT_BYTES,
     FeedSettings,
     ObjectResult,
-    remote_run_object,
     remote_run_objects,
 )
 from runner.plan import InputObject
@@ -157,13 +156,14 @@ def feed_all(
                     # driver's node: its instance's node, or in cluster mode each instance's in turn.
                     home = nodes[i] if len(groups) == len(nodes) else nodes[tasks[i] % len(nodes)]
                     batch = take_batch(queue, len(groups) * objects_per_group)
-                    function = remote_run_object if len(batch) == 1 else remote_run_objects
-                    if home:
-                        function = function.options(
+                    task = (
+                        remote_run_objects.options(
                             scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=True)
                         )
-                    what = batch[0] if len(batch) == 1 else batch
-                    ref = function.remote(what, settings, workers, progress, aws_env, started[i])
+                        if home
+                        else remote_run_objects
+                    )
+                    ref = task.remote(batch, settings, workers, progress, aws_env, started[i])
                     started[i] += len(batch)
                     tasks[i] += 1
                     running[ref] = i
@@ -173,8 +173,7 @@ def feed_all(
                 done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for ref in done:
                 per_instance[running.pop(ref)] -= 1
-                got = ray.get(ref)
-                for result in got if isinstance(got, list) else [got]:
+                for result in ray.get(ref):
                     results.append(result)
                     if result.ok:  # the ledger `resume` reads; the output's ETag proves it is still ours
                         finished.append((by_uri[result.uri], result.output_etag))
