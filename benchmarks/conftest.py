@@ -104,3 +104,70 @@ def write_bars_png(path: Path, bars: Mapping[str, float], title: str, ylabel: st
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _title(p: psutil.Process) -> str:
+    """A process's title: Ray's workers rename themselves ray::<task or actor> once started."""
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return "?"
+    title = cmd[0] if cmd else p.name()
+    return title.split(" ")[0] if title.startswith("ray::") else os.path.basename(title)[:40]
+
+
+class TreeMeter:
+    """CPU seconds spent while the block runs by this process and its descendants (Ray's processes
+    included; a process that ends counts with its last sampled CPU time) and by the S3 server
+    (``weed``) apart; and the processes started meanwhile (Ray's worker processes, in a job):
+    Ray keeps at most num_cpus idle workers and kills the others after 1 s idle, so zero-CPU tasks
+    beyond that can start processes over and over."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.s3_cpu_s = 0.0
+        self.started: set[int] = set()
+        self._me = psutil.Process()
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._s3: set[int] = set()
+        self._names: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._sample(initial=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, initial: bool = False) -> None:
+        for p in [self._me, *self._me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                cpu = sum(p.cpu_times()[:2])
+                if p.pid not in self._last:
+                    if p.name() == "weed":
+                        self._s3.add(p.pid)
+                    elif not initial:  # a new Ray worker is named ray::... only once it has started
+                        self.started.add(p.pid)
+                    self._first[p.pid] = cpu if initial else 0.0
+                title = _title(p)  # the last thing it ran: idle workers are retitled ray::IDLE
+                if p.pid not in self._names or (title.startswith("ray::") and title != "ray::IDLE"):
+                    self._names[p.pid] = title
+                self._last[p.pid] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def __enter__(self) -> TreeMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        used = {pid: self._last[pid] - self._first[pid] for pid in self._last}
+        self.s3_cpu_s = sum(v for pid, v in used.items() if pid in self._s3)
+        self.cpu_s = sum(v for pid, v in used.items() if pid not in self._s3)
+        self.by_process: dict[str, float] = {}  # process title -> CPU s, the busiest first
+        for pid, v in sorted(used.items(), key=lambda kv: -kv[1]):
+            if v >= 0.05:
+                name = self._names.get(pid, "?")
+                self.by_process[name] = round(self.by_process.get(name, 0.0) + v, 2)

@@ -14,21 +14,18 @@ also runs the first runner setting under cProfile (the driver only) and prints w
 
 from __future__ import annotations
 
-import contextlib
 import cProfile
 import io
 import json
 import os
 import pstats
 import tarfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import boto3
-import psutil
 import pytest
 from botocore.config import Config
 
@@ -37,6 +34,7 @@ from runner.job import run_job
 from runner.state import TransformJobStatus
 from runner.storage import storage_for
 
+from .conftest import TreeMeter
 from .test_workload_t import ROOT, _load
 
 OBJECTS = int(os.environ.get("BENCH_SMALL_OBJECTS", "20000"))
@@ -137,54 +135,6 @@ def raw_loop(model_dir: Path, out_prefix: str) -> dict[str, float]:
         "cpu_ms_per_object": 1000 * meter.cpu_s / OBJECTS,
         "s3_server_cpu_ms_per_object": 1000 * meter.s3_cpu_s / OBJECTS,
     }
-
-
-class TreeMeter:
-    """CPU seconds spent while the block runs by this process and its descendants (Ray's processes
-    included; a process that ends counts with its last sampled CPU time) and by the S3 server
-    (``weed``) apart; and the processes started meanwhile (Ray's worker processes, in a job):
-    Ray keeps at most num_cpus idle workers and kills the others after 1 s idle, so zero-CPU tasks
-    beyond that can start processes over and over."""
-
-    def __init__(self) -> None:
-        self.cpu_s = 0.0
-        self.s3_cpu_s = 0.0
-        self.started: set[int] = set()
-        self._me = psutil.Process()
-        self._first: dict[int, float] = {}
-        self._last: dict[int, float] = {}
-        self._s3: set[int] = set()
-        self._stop = threading.Event()
-        self._sample(initial=True)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self, initial: bool = False) -> None:
-        for p in [self._me, *self._me.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                cpu = sum(p.cpu_times()[:2])
-                if p.pid not in self._last:
-                    if p.name() == "weed":
-                        self._s3.add(p.pid)
-                    elif not initial:  # a new Ray worker is named ray::... only once it has started
-                        self.started.add(p.pid)
-                    self._first[p.pid] = cpu if initial else 0.0
-                self._last[p.pid] = cpu
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self._sample()
-
-    def __enter__(self) -> TreeMeter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        used = {pid: self._last[pid] - self._first[pid] for pid in self._last}
-        self.s3_cpu_s = sum(v for pid, v in used.items() if pid in self._s3)
-        self.cpu_s = sum(v for pid, v in used.items() if pid not in self._s3)
 
 
 def runner_job(home: Path, in_flight: int, profile: bool = False) -> dict[str, Any]:

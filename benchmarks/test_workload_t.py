@@ -26,7 +26,7 @@ from runner.job import run_job
 from runner.state import TransformJobStatus
 from runner.storage import storage_for
 
-from .conftest import PeakRss, write_bars_png
+from .conftest import PeakRss, TreeMeter, write_bars_png
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("BENCH_T_ROWS", "2000000"))
@@ -95,10 +95,20 @@ def baseline(model_dir: Path, out_key: str) -> dict[str, float]:
     return {"rows_per_s": rows / elapsed, "seconds": elapsed, "first_output_s": first_byte or elapsed}
 
 
+def _usage(rss: PeakRss, meter: TreeMeter) -> dict[str, float]:
+    """Peak memory, and CPU seconds: this side's processes, and the S3 server's for its traffic."""
+    return {
+        "peak_rss_mb": rss.peak / 1e6,
+        "cpu_s": meter.cpu_s,
+        "s3_server_cpu_s": meter.s3_cpu_s,
+        "cpu_s_by_process": meter.by_process,
+    }
+
+
 def test_baseline_single_process(benchmark: Any, workload: dict[str, Any]) -> None:
-    with PeakRss() as rss:
+    with PeakRss() as rss, TreeMeter() as meter:
         result = benchmark.pedantic(baseline, args=(workload["model_dir"], "baseline/t.csv.out"), rounds=1)
-    result["peak_rss_mb"] = rss.peak / 1e6
+    result.update(_usage(rss, meter))
     RESULTS["baseline"] = result
     benchmark.extra_info.update(result)
 
@@ -130,9 +140,9 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -
             "first_output_s": record.transform_start_time - wall0 + counters.get("first_output_s", 0.0),
         }
 
-    with PeakRss() as rss:
+    with PeakRss() as rss, TreeMeter() as meter:
         result = benchmark.pedantic(job, rounds=1)
-    result["peak_rss_mb"] = rss.peak / 1e6
+    result.update(_usage(rss, meter))
     RESULTS["runner"] = result
     benchmark.extra_info.update(result)
     if "baseline" in RESULTS:

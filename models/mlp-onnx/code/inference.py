@@ -86,10 +86,14 @@ def _decode_csv(body: bytes) -> np.ndarray:
         raise ValueError(f"text/csv payload is not rows of {n_columns} numbers: {e}") from e
     data = np.empty((table.num_rows, table.num_columns), dtype=np.float32)
     start = 0
-    for batch in table.to_batches():  # one per parsed block; zero-copy column views
+    for batch in table.to_batches():  # one per parsed block
         stop = start + batch.num_rows
         for j, column in enumerate(batch.columns):
-            data[start:stop, j] = column.to_numpy()
+            # The values buffer, zero-copy (no nulls: null_values=[]). Not column.to_numpy(): its
+            # first call imports pandas where it is installed, ~0.5 CPU-s per process.
+            data[start:stop, j] = np.frombuffer(
+                column.buffers()[1], dtype=np.float32, count=len(column), offset=column.offset * 4
+            )
         start = stop
     return data
 
