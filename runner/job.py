@@ -30,7 +30,7 @@ from runner.feeder import (
     remote_warm,
 )
 from runner.instances import instance_spec
-from runner.model import ModelSpec, job_environment, parse_create_model
+from runner.model import ModelSpec, artifact_key, job_environment, parse_create_model, prefetch_model
 from runner.parameters import resolve
 from runner.plan import InputObject, plan_inputs
 from runner.pool import WorkerPool, WorkerTemplate, check_fits, size_instances
@@ -244,6 +244,10 @@ def execute(
     quarantine = quarantine_for(config, spec)  # on_record_error (CONTRACT 9); refused here if unworkable
     ensure_ray(config)
     warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
+    # Read once here, so workers that find the artifacts cached under it make no S3 call.
+    model = replace(model, artifact_key=artifact_key(model.model_data_url))
+    if config.ray_address is None:  # the workers share this machine's cache: fill it meanwhile
+        prefetch_model(model, config.model_cache_dir)
     # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
     environment = {**aws_environment(), **job_environment(model, spec)}
     cache_dir = str(config.model_cache_dir)

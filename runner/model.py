@@ -7,6 +7,7 @@ a file lock instead of extracting twice.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,8 @@ class ModelSpec:
     model_data_url: str | None
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     request: Mapping[str, Any] = field(default_factory=dict)
+    # The remote artifacts' cache key as the driver read it (``artifact_key``); None: not read.
+    artifact_key: str | None = None
 
 
 def parse_create_model(request: Mapping[str, Any]) -> ModelSpec:
@@ -152,8 +156,10 @@ def local_model_path(url: str) -> Path:
     return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
 
 
-def ensure_model_dir(url: str | None, cache_dir: Path) -> Path:
-    """A local folder holding the model's artifacts (SageMaker's /opt/ml/model)."""
+def ensure_model_dir(url: str | None, cache_dir: Path, key: str | None = None) -> Path:
+    """A local folder holding the model's artifacts (SageMaker's /opt/ml/model). ``key``: the
+    remote artifacts' ``artifact_key`` as the driver read it; when this node has them cached under
+    it, no S3 call is made (a worker then never builds an S3 client)."""
     if not url:
         empty = cache_dir / "empty-model"
         empty.mkdir(parents=True, exist_ok=True)
@@ -171,50 +177,80 @@ def ensure_model_dir(url: str | None, cache_dir: Path) -> Path:
                 f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
                 lambda d: _extract(path, d, url),
             )
-        return _fetch_remote(url, cache_dir)
+        key = key or _remote_key(url)
+        return _cached(cache_dir, key, lambda d: _fetch_remote(url, key, d, cache_dir))
     except RunnerError as e:
         if isinstance(e, ModelError):
             raise
         raise ModelError(f"ModelDataUrl {url}: {e}") from e
 
 
-def _fetch_remote(url: str, cache_dir: Path) -> Path:
+def artifact_key(url: str | None) -> str | None:
+    """The cache key of a remote ModelDataUrl as it is now: its URL and ETag(s). None for local
+    artifacts, and where it cannot be read (the workers then report why, as they fetch)."""
+    if not url or _scheme(url) == "file":
+        return None
+    try:
+        return _remote_key(url)
+    except RunnerError:
+        return None
+
+
+def prefetch_model(model: ModelSpec, cache_dir: Path) -> None:
+    """Fill this node's cache with the model's remote artifacts in a thread, while its workers
+    start: they wait on the cache's lock instead of each building an S3 client. A failure is left
+    for the workers to report, as they would have without this."""
+    if model.artifact_key is None:
+        return
+
+    def fill() -> None:
+        with contextlib.suppress(Exception):
+            ensure_model_dir(model.model_data_url, cache_dir, model.artifact_key)
+
+    threading.Thread(target=fill, name="model-prefetch", daemon=True).start()
+
+
+def _remote_key(url: str) -> str:
     storage = storage_for(url)
     if url.endswith(TARBALL_SUFFIXES):
-        info = storage.head(url)
-
-        def fill(target: Path) -> None:
-            with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tar.gz") as tmp:
-                for chunk in storage.iter_chunks(url):
-                    tmp.write(chunk)
-                tmp.flush()
-                _extract(Path(tmp.name), target, url)
-
-        return _cached(cache_dir, f"{url}|{info.etag}", fill)
+        return f"{url}|{storage.head(url).etag}"
     objects = list(storage.list_objects(url))
     if not objects:
         raise ModelError(f"ModelDataUrl {url}: no object or prefix with that name")
+    return url + "|" + ",".join(sorted(o.etag for o in objects))
+
+
+def _fetch_remote(url: str, key: str, target: Path, cache_dir: Path) -> None:
+    """Download the artifacts into ``target``, once they are checked to be those ``key`` names."""
+    if _remote_key(url) != key:
+        raise ModelError(
+            f"ModelDataUrl {url}: the artifacts changed while the job was starting; run it again"
+        )
+    storage = storage_for(url)
+    if url.endswith(TARBALL_SUFFIXES):
+        with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tar.gz") as tmp:
+            for chunk in storage.iter_chunks(url):
+                tmp.write(chunk)
+            tmp.flush()
+            _extract(Path(tmp.name), target, url)
+        return
     base = url.rstrip("/") + "/"
-
-    def fill_prefix(target: Path) -> None:
-        for obj in objects:
-            rel = obj.uri[len(base) :] if obj.uri.startswith(base) else obj.uri.rsplit("/", 1)[-1]
-            dest = (target / rel).resolve()
-            if not dest.is_relative_to(target.resolve()):
-                raise ModelError(f"ModelDataUrl {url}: object {obj.uri} would land outside the model folder")
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(dest, "wb") as f:
-                    for chunk in storage.iter_chunks(obj.uri):
-                        f.write(chunk)
-            except OSError as e:
-                # S3 lets "a" and "a/b" both be keys; a folder cannot be a file too.
-                raise ModelError(
-                    f"ModelDataUrl {url}: object {obj.uri} cannot be stored as {rel!r} in the model folder: "
-                    f"{e.strerror or e} (is one key also the folder of another?)"
-                ) from e
-
-    return _cached(cache_dir, url + "|" + ",".join(sorted(o.etag for o in objects)), fill_prefix)
+    for obj in storage.list_objects(url):
+        rel = obj.uri[len(base) :] if obj.uri.startswith(base) else obj.uri.rsplit("/", 1)[-1]
+        dest = (target / rel).resolve()
+        if not dest.is_relative_to(target.resolve()):
+            raise ModelError(f"ModelDataUrl {url}: object {obj.uri} would land outside the model folder")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "wb") as f:
+                for chunk in storage.iter_chunks(obj.uri):
+                    f.write(chunk)
+        except OSError as e:
+            # S3 lets "a" and "a/b" both be keys; a folder cannot be a file too.
+            raise ModelError(
+                f"ModelDataUrl {url}: object {obj.uri} cannot be stored as {rel!r} in the model folder: "
+                f"{e.strerror or e} (is one key also the folder of another?)"
+            ) from e
 
 
 REQUIREMENTS = Path("code") / "requirements.txt"

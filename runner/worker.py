@@ -56,7 +56,7 @@ class ModelWorker:
         # container; the thread count matches the worker's CPU share unless an Environment sets it.
         os.environ["OMP_NUM_THREADS"] = str(threads)
         os.environ.update(environment)
-        model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir))
+        model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir), model.artifact_key)
         settings = runtime or RuntimeSettings()
         mode, why = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         self._content_type = content_type
@@ -139,7 +139,7 @@ def probe_execution_parameters(
     saved = dict(os.environ)
     os.environ.update(environment)
     try:
-        model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir))
+        model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir), model.artifact_key)
         settings = runtime or RuntimeSettings()
         mode, _ = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         if mode == "hooks":
