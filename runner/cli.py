@@ -24,6 +24,7 @@ from runner.cli_args import (
     _config,
     _load_json,
 )
+from runner.cli_cost import add_cost_parsers
 from runner.cli_s3 import add_s3_parser
 from runner.config import (
     SERVE_WARM_POOL_S,
@@ -185,33 +186,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    import os
-
-    from runner.prices import PriceTableError, price_table
-    from runner.report import build_report, plot_report, print_report
-
-    record = JobStore(_config(args).store_path).get_job(args.name)
-    try:
-        prices = price_table(args.prices, os.environ)
-    except PriceTableError as e:
-        err.print(f"error: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
-    report = build_report(record, prices)
-    if args.png:
-        try:
-            path = plot_report(report, args.png)
-        except RuntimeError as e:
-            err.print(f"error: {e}", highlight=False, markup=False)
-            return EXIT_ERROR
-        err.print(f"plot written to {path}", highlight=False)
-    if args.json:
-        out.print_json(json.dumps(report))
-    else:
-        print_report(report, out)
-    return EXIT_OK
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from runner.compare import CompareUsageError, Tolerance, compare_prefixes, comparison_json, summary_lines
     from runner.errors import ObjectNotFoundError
@@ -351,16 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_s3_parser(sub)
 
-    rep = sub.add_parser("report", help="timeline, throughput, worker use and cost of a job vs SageMaker")
-    rep.add_argument("name", help="TransformJobName")
-    rep.add_argument("--json", action="store_true", help="the report as JSON")
-    rep.add_argument(
-        "--png", metavar="FILE", help="also plot the timeline and costs to FILE (needs matplotlib)"
-    )
-    rep.add_argument(
-        "--prices", metavar="FILE", help="price table JSON (default: $BATCH_TRANSFORM_PRICES, else built-in)"
-    )
-    rep.set_defaults(func=cmd_report)
+    add_cost_parsers(sub)
 
     cmp = sub.add_parser(
         "compare", help="compare the .out objects under two output prefixes, record by record"

@@ -29,7 +29,6 @@ def add_s3_parser(sub: Any) -> None:
     head.add_argument("uri")
     head.add_argument("-n", "--lines", type=int, default=5)
     s3.set_defaults(func=cmd_s3)
-    s3.set_defaults(func=cmd_s3)
 
 
 def cmd_s3(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ by hand, and another one can be supplied as a JSON file (``--prices FILE`` or
 (``python -m runner.prices`` prints the built-in table in that shape).
 
 Where a price could not be found it is ``None`` with a note, never a guess; a report then says that
-it cannot price that side.
+it cannot price that side. ``batch-transform prices import`` (``price_list.py``) makes a table with
+SageMaker's own Batch Transform prices from AWS's Price List offer file, which a user downloads.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ SOURCES: Mapping[str, str] = MappingProxyType(
         ),
     }
 )
-NOT_FOUND = f"no us-east-1 price found in the sources searched on {AS_OF}; supply one with --prices"
+NOT_FOUND = (
+    f"no us-east-1 price found in the sources searched on {AS_OF}; supply one with --prices "
+    "(`batch-transform prices import` makes one from AWS's Price List)"
+)
 
 
 class PriceTableError(RunnerError):
