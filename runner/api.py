@@ -42,6 +42,7 @@ from runner.errors import (
 )
 from runner.job import PreparedJob, create_job, ensure_ray, execute, prepare_resume
 from runner.model import parse_create_model
+from runner.owner import owner_alive, owner_id
 from runner.shapes import validate_request
 from runner.state import (
     JobRecord,
@@ -50,8 +51,6 @@ from runner.state import (
     SortPosition,
     TransformJobStatus,
     model_arn,
-    owner_alive,
-    owner_id,
 )
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,14 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from runner import codecs
+from runner import codecs, default_hooks
 from runner.errors import HandlerContractError, HandlerError
+from runner.request_context import Context, RequestProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,20 @@ class Family:
     conflict: str
 
 
-BASE = Family("base", (), codecs.TK_DEFAULTS, True, TK_CONFLICT)
+BASE = Family("base", (), default_hooks.TK_DEFAULTS, True, TK_CONFLICT)
 FAMILIES = (
-    Family("sklearn", ("sagemaker-scikit-learn",), codecs.SKLEARN_DEFAULTS, False, CONTAINERS_CONFLICT),
-    Family("xgboost", ("sagemaker-xgboost",), codecs.XGBOOST_DEFAULTS, False, CONTAINERS_CONFLICT),
-    Family("pytorch", ("pytorch-inference",), codecs.TORCH_DEFAULTS, True, TK_CONFLICT),
+    Family(
+        "sklearn", ("sagemaker-scikit-learn",), default_hooks.SKLEARN_DEFAULTS, False, CONTAINERS_CONFLICT
+    ),
+    Family("xgboost", ("sagemaker-xgboost",), default_hooks.XGBOOST_DEFAULTS, False, CONTAINERS_CONFLICT),
+    Family("pytorch", ("pytorch-inference",), default_hooks.TORCH_DEFAULTS, True, TK_CONFLICT),
     # Served by TensorFlow Serving, not by hooks: Handler.load refuses it.
     Family(
-        "tensorflow", ("tensorflow-inference", "tensorflow-serving"), codecs.TK_DEFAULTS, True, TK_CONFLICT
+        "tensorflow",
+        ("tensorflow-inference", "tensorflow-serving"),
+        default_hooks.TK_DEFAULTS,
+        True,
+        TK_CONFLICT,
     ),
 )
 
@@ -81,73 +88,6 @@ def family_for_image(image: str | None) -> Family:
         if any(marker in repository for marker in family.markers):
             return family
     return BASE
-
-
-# ---- the request context of the inference toolkit (MMS ``mms/context.py``) -----------------------
-
-
-@dataclass
-class RequestProcessor:
-    """One request's headers and response metadata, as MMS/TorchServe hand them to hooks."""
-
-    request_header: dict[str, str]
-    response_header: dict[str, str] = field(default_factory=dict)
-    status_code: int = 200
-    reason_phrase: str | None = None
-
-    def get_request_property(self, key: str) -> str | None:
-        return self.request_header.get(key)
-
-    def get_request_properties(self) -> dict[str, str]:
-        return self.request_header
-
-    def report_status(self, code: int, reason_phrase: str | None = None) -> None:
-        self.status_code, self.reason_phrase = code, reason_phrase
-
-    def add_response_property(self, key: str, value: str) -> None:
-        self.response_header[key] = value
-
-    def get_response_headers(self) -> dict[str, str]:
-        return self.response_header
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a hook's trailing ``context`` argument receives (MMS ``mms/context.py``):
-    ``system_properties["model_dir"]``, request headers via ``request_processor[0]`` or
-    ``get_request_header(0, key)``. Model-loading hooks get one without a request."""
-
-    system_properties: dict[str, Any]
-    request_processor: list[RequestProcessor] | None = None
-    model_name: str = "model"
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    def get_request_header(self, idx: int, key: str) -> str | None:
-        return self._request(idx).get_request_property(key)
-
-    def get_all_request_header(self, idx: int) -> dict[str, str]:
-        return self._request(idx).get_request_properties()
-
-    def get_response_headers(self, idx: int) -> dict[str, str]:
-        return self._request(idx).get_response_headers()
-
-    def set_response_header(self, idx: int, key: str, value: str) -> None:
-        self._request(idx).add_response_property(key, value)
-
-    def set_response_content_type(self, idx: int, value: str) -> None:
-        # The toolkit overwrites it with the resolved response type after the hooks return.
-        self.set_response_header(idx, "content-type", value)
-
-    def get_response_content_type(self, idx: int) -> str | None:
-        return self.get_response_headers(idx).get("content-type")
-
-    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
-        self._request(idx).report_status(code, reason_phrase=phrase)
-
-    def _request(self, idx: int) -> RequestProcessor:
-        if not self.request_processor:
-            raise RuntimeError("this context belongs to model loading and has no request")
-        return self.request_processor[idx]
 
 
 # ---- calling hooks ------------------------------------------------------------------------------

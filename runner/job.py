@@ -31,6 +31,7 @@ from runner.feeder import (
 )
 from runner.instances import instance_spec
 from runner.model import ModelSpec, artifact_key, job_environment, parse_create_model, prefetch_model
+from runner.owner import owner_id
 from runner.parameters import resolve
 from runner.plan import InputObject, plan_inputs
 from runner.pool import WorkerPool, WorkerTemplate, check_fits, size_instances
@@ -48,7 +49,6 @@ from runner.state import (
     in_use_message,
     job_arn,
     model_arn,
-    owner_id,
 )
 from runner.storage import storage_for
 from runner.warm import WARM_POOLS, pool_key

@@ -28,8 +28,9 @@ from typing import Any
 from runner.config import RunnerConfig
 from runner.errors import ObjectNotFoundError, ResumeError
 from runner.model import TARBALL_SUFFIXES, local_model_path, parse_create_model
+from runner.owner import owner_alive
 from runner.plan import InputObject
-from runner.state import JobRecord, JobStore, TransformJobStatus, owner_alive
+from runner.state import JobRecord, JobStore, TransformJobStatus
 from runner.storage import storage_for
 
 LEDGER_SCHEMA = """

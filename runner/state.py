@@ -7,8 +7,6 @@ outside AWS's shape). Records and models live in one SQLite file shared by the C
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -328,33 +326,6 @@ class JobStore:
                 (str(TransformJobStatus.IN_PROGRESS), str(TransformJobStatus.STOPPING)),
             ).fetchall()
         return [(_load(r[0]), r[1]) for r in rows]
-
-
-def owner_id(pid: int | None = None) -> str:
-    """A process: host, pid and the pid's start time (so a reused pid is not taken for it)."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
-
-
-def _started(pid: int) -> str:
-    try:  # field 22 of /proc/<pid>/stat, after the parenthesised command name
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def owner_alive(owner: str) -> bool:
-    """False only when the owner provably is gone (same host, pid dead or reused)."""
-    host, pid, started = [*owner.split(":"), "", ""][:3]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's process: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not started or _started(int(pid)) == started
 
 
 # ListTransformJobs / ListModels SortBy -> column; ties are broken by the (unique) name.

@@ -1,4 +1,5 @@
-"""``s3://`` storage on boto3: paginated listing, streamed and ranged GETs, a multipart writer.
+"""``s3://`` storage on boto3: paginated listing, streamed and ranged GETs; writes go through
+``multipart.py``.
 
 This is the only module that sees botocore: every botocore/boto3 exception becomes a
 ``StorageError`` in ``translate_error``. The client is built lazily in each process from the
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,17 +20,14 @@ import urllib3.exceptions
 from botocore.config import Config
 
 from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
-from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, WriterBase, split_s3_uri
+from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, split_s3_uri
+from runner.storage.multipart import S3Writer, etag_of
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_ATTEMPTS = 5
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
 MAX_POOL_CONNECTIONS = 64
-PART_SIZE_BYTES = 8 * 1024 * 1024
-MAX_PARTS = 10_000
-# Part size doubles every this many parts, so 10,000 parts reach S3's 5 TB object limit.
-PARTS_PER_SIZE_STEP = 1_000
 
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"})
 # fmt: off
@@ -149,10 +146,6 @@ class S3Settings:
         )
 
 
-def _etag(raw: object) -> str:
-    return str(raw or "").strip('"')
-
-
 class S3Storage(StorageBase):
     """``Storage`` for ``s3://``. Without explicit settings it follows the process environment,
     rebuilding its client if the AWS_* variables change (Ray reuses worker processes)."""
@@ -206,7 +199,7 @@ class S3Storage(StorageBase):
                     key = obj["Key"]
                     if key.endswith("/"):
                         continue  # a console "folder" marker, not data
-                    yield ObjectInfo(f"s3://{bucket}/{key}", key, int(obj["Size"]), _etag(obj.get("ETag")))
+                    yield ObjectInfo(f"s3://{bucket}/{key}", key, int(obj["Size"]), etag_of(obj.get("ETag")))
         except Exception as e:
             raise self._error(e, "ListObjectsV2", prefix_uri) from e
 
@@ -252,7 +245,7 @@ class S3Storage(StorageBase):
             r = self.client().head_object(Bucket=bucket, Key=key)
         except Exception as e:
             raise self._error(e, "HeadObject", uri) from e
-        return ObjectInfo(uri, key, int(r["ContentLength"]), _etag(r.get("ETag")))
+        return ObjectInfo(uri, key, int(r["ContentLength"]), etag_of(r.get("ETag")))
 
     def iter_chunks(
         self, uri: str, chunk_size: int = DEFAULT_CHUNK_SIZE, start: int = 0, end: int | None = None
@@ -324,105 +317,3 @@ class S3Storage(StorageBase):
         except Exception as e:
             if "BucketAlreadyOwnedByYou" not in str(e):  # created meanwhile by us: fine
                 raise self._error(e, "CreateBucket", f"s3://{bucket}") from e
-
-
-def part_size_for(part_number: int) -> int:
-    """8 MiB for the first 1,000 parts, doubling every 1,000 after (S3: >= 5 MiB, <= 10,000 parts)."""
-    return PART_SIZE_BYTES << ((part_number - 1) // PARTS_PER_SIZE_STEP)
-
-
-class S3Writer(WriterBase):
-    """Buffers into parts and uploads each as it fills; a small object becomes one PutObject."""
-
-    def __init__(
-        self, storage: S3Storage, bucket: str, key: str, content_type: str | None, kms_key_id: str | None
-    ) -> None:
-        self._storage = storage
-        self._bucket = bucket
-        self._key = key
-        self.uri = f"s3://{bucket}/{key}"
-        self._extra: dict[str, str] = {}
-        if content_type:
-            self._extra["ContentType"] = content_type
-        if kms_key_id:
-            self._extra["ServerSideEncryption"] = "aws:kms"
-            self._extra["SSEKMSKeyId"] = kms_key_id
-        self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._size = 0
-        self.committed = False
-        self.aborted = False
-
-    def write(self, data: bytes | memoryview) -> None:
-        self._check_open()
-        view = memoryview(data).cast("B")
-        self._size += len(view)
-        pos = 0
-        while pos < len(view):
-            target = part_size_for(len(self._parts) + 1)
-            if not self._buffer and len(view) - pos >= target:
-                self._upload_part(bytes(view[pos : pos + target]))  # a whole part straight from the input
-                pos += target
-                continue
-            take = min(target - len(self._buffer), len(view) - pos)
-            self._buffer += view[pos : pos + take]
-            pos += take
-            if len(self._buffer) >= target:
-                self._upload_part(bytes(self._buffer))
-                self._buffer.clear()
-
-    def _call(self, operation: str, **kwargs: Any) -> Any:
-        try:
-            return getattr(self._storage.client(), operation)(Bucket=self._bucket, Key=self._key, **kwargs)
-        except Exception as e:
-            raise self._storage._error(e, _op_name(operation), self.uri) from e
-
-    def _upload_part(self, body: bytes) -> None:
-        number = len(self._parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError(f"{self.uri}: over {MAX_PARTS} parts, past S3's object size limit", self.uri)
-        try:
-            if self._upload_id is None:
-                r = self._call("create_multipart_upload", **self._extra)
-                self._upload_id = str(r["UploadId"])
-            r = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
-        except StorageError:
-            self._abort_quietly()
-            raise
-        self._parts.append({"PartNumber": number, "ETag": r["ETag"]})
-
-    def commit(self) -> ObjectInfo:
-        self._check_open()
-        try:
-            if self._upload_id is None:
-                r = self._call("put_object", Body=bytes(self._buffer), **self._extra)
-            else:
-                if self._buffer:
-                    self._upload_part(bytes(self._buffer))  # the last part may be under 5 MiB
-                parts = {"Parts": self._parts}
-                r = self._call("complete_multipart_upload", UploadId=self._upload_id, MultipartUpload=parts)
-        except StorageError:
-            self._abort_quietly()
-            raise
-        self._buffer = bytearray()
-        self.committed = True
-        return ObjectInfo(self.uri, self._key, self._size, _etag(r.get("ETag")))
-
-    def abort(self) -> None:
-        if self.committed or self.aborted:
-            return
-        self.aborted = True
-        self._buffer = bytearray()
-        if self._upload_id is not None:
-            upload_id, self._upload_id = self._upload_id, None
-            self._call("abort_multipart_upload", UploadId=upload_id)
-
-    def _abort_quietly(self) -> None:
-        with suppress(StorageError):  # the caller raises the error that made us abort
-            self.abort()
-
-
-def _op_name(method: str) -> str:
-    """``upload_part`` -> ``UploadPart``, the name AWS uses in its errors."""
-    return "".join(word.capitalize() for word in method.split("_"))

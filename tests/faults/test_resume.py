@@ -18,7 +18,8 @@ import pytest
 from runner.config import RunnerConfig
 from runner.errors import ResumeError
 from runner.job import resume_job, run_job
-from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn, owner_id
+from runner.owner import owner_id
+from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn
 from tests.integration.conftest import Bucket, job_request, model_request, write_model
 
 pytestmark = pytest.mark.integration
