@@ -169,5 +169,5 @@ class TreeMeter:
         self.by_process: dict[str, float] = {}  # process title -> CPU s, the busiest first
         for pid, v in sorted(used.items(), key=lambda kv: -kv[1]):
             if v >= 0.05:
-                name = self._names.get(pid, "?")
+                name = self._names.get(pid, "?") + (" (started meanwhile)" if pid in self.started else "")
                 self.by_process[name] = round(self.by_process.get(name, 0.0) + v, 2)

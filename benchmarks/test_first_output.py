@@ -32,7 +32,8 @@ from runner.config import RunnerConfig
 from runner.job import run_job
 from runner.state import JobStore, TransformJobStatus
 
-from .test_small_objects import ROWS_PER_OBJECT, TreeMeter, mlp_requests, put_model, put_small_objects
+from .conftest import TreeMeter
+from .test_small_objects import ROWS_PER_OBJECT, mlp_requests, put_model, put_small_objects
 from .test_workload_t import ROOT
 
 OBJECTS = int(os.environ.get("BENCH_FIRST_OUTPUT_OBJECTS", "1000"))
@@ -148,8 +149,8 @@ def warm_run_job(home: Path, tag: str, warm_pool_s: float = 0.0) -> dict[str, An
         run_job(request, RunnerConfig(home=home, warm_pool_s=warm_pool_s), model_request=model)
         elapsed = time.perf_counter() - t0
     assert first_key.seconds is not None
-    # Each actor (2 model workers, the worker replacer) and each object-task process beyond those Ray
-    # keeps idle is a Python process started for the job.
+    # Each model worker and each object-task process beyond those Ray keeps idle is a Python process
+    # started for the job (the worker replacer starts only when a worker dies).
     return {**phases(home, name, wall0, first_key.seconds, elapsed), "processes_started": len(meter.started)}
 
 

@@ -4,9 +4,10 @@ Two kinds of failure, two paths:
 
 - **The worker dies** (``ray.kill``, a hard process exit, an OOM kill: ``RayActorError``). The
   payload is sent again to another worker, up to 1 + InvocationsMaxRetries tries in all, and the dead
-  worker is replaced: the job's ``WorkerReplacer`` actor starts a new ModelWorker in the same
-  placement-group bundle with the same options and setup (``pool.start_worker``), once per death
-  however many object tasks report it, so the instance keeps its worker count. Every other payload
+  worker is replaced: the job's ``WorkerReplacer`` actor (started at the first death) starts a new
+  ModelWorker in the same placement-group bundle with the same options and setup
+  (``pool.start_worker``), once per death however many object tasks report it, so the instance
+  keeps its worker count. Every other payload
   that was in flight on the dead worker is re-run the same way; results are still written once, in
   payload order, so no record is lost or duplicated.
 - **The model fails on the payload** (a hook raises, the container answers 4xx/5xx). By default the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from runner.quarantine import BadRecord, error_text, is_record_error
 from runner.splitters import Splitter
 
 PROGRESS_EVERY_S = 0.5  # how often an object task sends its counts
+STOP_POLL_S = 0.2  # how often a wait for a result looks whether the job was stopped
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,8 @@ class Replacement:
 
 
 class WorkerReplacer:
-    """One per job (``WorkerPool.replacer``): replaces dead workers for every object task, and keeps
-    the job's live counters, which object tasks add to (``ProgressSink``) and the driver reads:
-    one actor, so a job starts one process fewer."""
+    """Replaces dead workers for every object task of a job. Started only when a worker first dies
+    (``ReplacerHandle``): a job whose workers all live starts no process for it."""
 
     def __init__(self, template: WorkerTemplate, groups: list[Any], instances: list[list[Any]]) -> None:
         self._template = template
@@ -88,14 +89,6 @@ class WorkerReplacer:
         # Every handle ever in a slot (actor handles compare by actor id), so a late report of a
         # death that was already handled gets the replacement instead of starting another.
         self._where = {h: (i, s) for i, ws in enumerate(instances) for s, h in enumerate(ws)}
-        self._counts: dict[str, int] = {}
-
-    def add(self, delta: dict[str, int]) -> None:
-        for k, v in delta.items():
-            self._counts[k] = self._counts.get(k, 0) + v
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self._counts)
 
     def current(self, workers: list[Any]) -> list[Replacement | None]:
         """Each of ``workers`` as its slot holds it now: None, or the replacement it holds instead."""
@@ -124,29 +117,53 @@ class WorkerReplacer:
         return self._held(where, started=False)
 
 
-class ProgressSink:
-    """What object tasks count, sent to the job's counter (``WorkerReplacer.add``) at most every
-    PROGRESS_EVERY_S; the objects of one grouped task share one sink. Thread-safe."""
+@dataclass(frozen=True)
+class ReplacerHandle:
+    """How a job's object tasks reach its WorkerReplacer: a named actor that the first task to see a
+    worker die starts (``get_if_exists``: once, however many report it). Detached, so that it
+    outlives that task's process; ``WorkerPool.shutdown`` kills it with the job."""
 
-    def __init__(self, counter: Any) -> None:
-        self._counter = counter
+    name: str
+    template: WorkerTemplate
+    groups: list[Any]
+    instances: list[list[Any]]
+
+    def existing(self) -> Any:
+        """The replacer if a worker of this job has died, else None (no worker was replaced)."""
+        try:
+            return ray.get_actor(self.name)
+        except ValueError:
+            return None
+
+    def get_or_start(self) -> Any:
+        return RemoteWorkerReplacer.options(name=self.name, lifetime="detached", get_if_exists=True).remote(
+            self.template, self.groups, self.instances
+        )
+
+    def kill(self) -> None:
+        actor = self.existing()
+        if actor is not None:  # its replacement workers go with their placement groups
+            ray.kill(actor)
+
+
+class ProgressSink:
+    """What an object task's objects have done since the task last told the driver (``take``, which
+    ``feeder.run_objects`` yields every PROGRESS_EVERY_S). Thread-safe: grouped objects share one."""
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._delta: dict[str, int] = {}
-        self._sent_at = time.perf_counter()
 
-    def add(self, delta: Mapping[str, int], force: bool = False) -> None:
+    def add(self, delta: Mapping[str, int]) -> None:
         with self._lock:
             for k, v in delta.items():
                 if v:
                     self._delta[k] = self._delta.get(k, 0) + v
-            now = time.perf_counter()
-            due = force or now - self._sent_at >= PROGRESS_EVERY_S
-            if self._counter is not None and self._delta and due:
-                self._counter.add.remote(self._delta)
-                self._delta, self._sent_at = {}, now
 
-    def flush(self) -> None:
-        self.add({}, force=True)
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            delta, self._delta = self._delta, {}
+        return delta
 
 
 class ObjectStopped(RunnerError):
@@ -163,11 +180,15 @@ class Dispatcher:
         name: str,
         max_tries: int,
         counts: dict[str, int],
-        replacer: Any = None,
+        replacer: ReplacerHandle | None = None,
         bisection: Bisection | None = None,
         current: Any = None,
+        stopped: Callable[[], bool] | None = None,
     ) -> None:
         self.workers = list(workers)
+        # The job was stopped: a wait for a payload's result then ends with ObjectStopped, however
+        # long the model takes (the object's thread cannot be interrupted otherwise).
+        self.stopped = stopped
         self.name = name
         self.max_tries = max(1, max_tries)
         self.counts = counts
@@ -178,11 +199,11 @@ class Dispatcher:
         self.problems: list[str] = []  # why replacements failed, for the error message
         self.quarantined: list[BadRecord] = []
         self._next = 0
-        # Asked without waiting: the replacer's process may still be starting; until it answers, the
-        # handles given are used (a dead one is found out and reported like any death). ``current``:
-        # the answer already asked for, shared by the objects of a grouped task.
+        # Which workers were replaced, asked without waiting, and only of a job that has a replacer
+        # (a worker died); until it answers the handles given are used (a dead one is found out and
+        # reported like any death). ``current``: the answer already asked for by a grouped task.
         if current is None and replacer is not None:
-            current = replacer.current.remote(self.workers)
+            current = current_workers(replacer, self.workers)
         self._current = current
 
     # -- sending --
@@ -257,7 +278,7 @@ class Dispatcher:
             self.dead.add(slot)
             return
         try:
-            r: Replacement = ray.get(self.replacer.replace.remote(item.handle))
+            r: Replacement = ray.get(self.replacer.get_or_start().replace.remote(item.handle))
         except ray.exceptions.RayError as e:
             self._lose(slot, f"it could not be replaced: {e}")
             return
@@ -280,6 +301,9 @@ class Dispatcher:
         RayTaskError whose ``cause`` is the HandlerError / InvocationError)."""
         while True:
             try:
+                while self.stopped is not None and not ray.wait([item.ref], timeout=STOP_POLL_S)[0]:
+                    if self.stopped():
+                        raise ObjectStopped(f"{self.name}: the job was stopped")
                 body: bytes = ray.get(item.ref)
                 return body
             except ray.exceptions.RayActorError as e:
@@ -336,6 +360,13 @@ class Dispatcher:
     def _send_part(self, part: Payload) -> Outstanding:
         self._next += 1
         return self.submit(part, self._next)
+
+
+def current_workers(replacer: ReplacerHandle | None, workers: list[Any]) -> Any:
+    """The replacer's ``current(workers)`` answer, asked without waiting; None when no worker of the
+    job has died (there is no replacer to ask)."""
+    actor = replacer.existing() if replacer is not None else None
+    return actor.current.remote(workers) if actor is not None else None
 
 
 # No CPU: it only starts actors. Calls run one at a time, so one death starts one replacement.

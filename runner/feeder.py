@@ -13,8 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,15 @@ from runner.assembly import OutputAssembler
 from runner.batching import Payload, pack, pack_whole
 from runner.columnar import pack_columnar
 from runner.dataprocessing import ObjectProcessor, RecordProcessing
-from runner.dispatch import Bisection, Dispatcher, ObjectStopped, Outstanding, ProgressSink
+from runner.dispatch import (
+    PROGRESS_EVERY_S,
+    Bisection,
+    Dispatcher,
+    ObjectStopped,
+    Outstanding,
+    ProgressSink,
+    current_workers,
+)
 from runner.errors import RunnerError
 from runner.knobs import InputKnobs, input_knobs
 from runner.plan import InputObject
@@ -42,6 +49,7 @@ READ_AHEAD_PAYLOADS = 2
 SMALL_OBJECT_BYTES = 1024 * 1024
 GROUP_OBJECTS = 32
 GROUP_THREADS = 8
+WAIT_STEP_S = 0.2  # how long the task's own thread blocks at a time (see run_objects)
 # What an object task counts (progress, and its ObjectResult).
 COUNTS = ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced", "records_quarantined")
 
@@ -61,7 +69,7 @@ class FeedSettings:
     max_in_flight: int
     # ModelClientConfig.InvocationsMaxRetries: retries of a payload whose worker died.
     max_retries: int = 3
-    # The job's WorkerReplacer actor (WorkerPool.replacer): dead workers are replaced; None: they are not.
+    # The job's ReplacerHandle (WorkerPool.replacer): dead workers are replaced; None: they are not.
     replacer: Any = None
     # on_record_error quarantine (CONTRACT 9, runner/quarantine.py); None: a model error fails the object.
     quarantine: Quarantine | None = None
@@ -175,57 +183,44 @@ def run_objects(
     objects: list[InputObject],
     settings: FeedSettings,
     workers: list[Any],
-    progress: Any,
     aws_env: Mapping[str, str],
     first_worker: int = 0,
-) -> list[ObjectResult]:
+) -> Iterator[dict[str, int] | list[ObjectResult]]:
     """One object task: a large object alone, or several small ones (``scheduler.take_batch``),
     ``GROUP_THREADS`` at a time: one task, one process and one result for the driver instead of one
     each per object, which is what small objects cost. Object k starts at worker
     ``first_worker + k``. Each object is still read, split, sent and written alone (payloads never
-    cross objects), so its output is the same however it was grouped."""
+    cross objects), so its output is the same however it was grouped.
+
+    A generator task (``num_returns="streaming"``): it yields the counts of what its objects did
+    since the last yield, every PROGRESS_EVERY_S, for the driver's live counters, then the results."""
     os.environ.update(aws_env)
-    sink = ProgressSink(progress)
-    try:
-        if len(objects) == 1:  # in this thread: ray.cancel's KeyboardInterrupt aborts its upload at once
-            return [transform_object(objects[0], settings, workers, sink, first_worker)]
-        return _in_threads(objects, settings, workers, sink, first_worker)
-    finally:
-        sink.flush()
-
-
-def _in_threads(
-    objects: list[InputObject],
-    settings: FeedSettings,
-    workers: list[Any],
-    sink: ProgressSink,
-    first_worker: int,
-) -> list[ObjectResult]:
+    sink = ProgressSink()
     stop = threading.Event()
-    # Which workers were replaced: asked once for all the objects (WorkerReplacer.current).
-    current = settings.replacer.current.remote(workers) if settings.replacer is not None else None
+    # Which workers were replaced (only asked where one has died), once for all the objects.
+    current = current_workers(settings.replacer, workers)
     pool = ThreadPoolExecutor(min(len(objects), GROUP_THREADS), thread_name_prefix="object")
     try:
         futures = [
             pool.submit(transform_object, obj, settings, workers, sink, first_worker + k, stop, current)
             for k, obj in enumerate(objects)
         ]
-        return [_result(f) for f in futures]
+        next_report = time.monotonic() + PROGRESS_EVERY_S
+        while not all(f.done() for f in futures):
+            # Short waits: ray.cancel's KeyboardInterrupt reaches this thread only between bytecodes;
+            # the objects then see ``stop`` and abort their uploads.
+            wait(futures, timeout=WAIT_STEP_S)
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + PROGRESS_EVERY_S
+                delta = sink.take()
+                if delta:
+                    yield delta
+        yield [f.result() for f in futures]
     except BaseException:  # ray.cancel (StopTransformJob): the running objects abort their uploads
         stop.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _result(future: Future[ObjectResult]) -> ObjectResult:
-    # Waited for in short steps: ray.cancel's KeyboardInterrupt reaches the task's main thread only
-    # between bytecodes.
-    while True:
-        try:
-            return future.result(timeout=0.2)
-        except FutureTimeout:
-            continue
 
 
 def transform_object(
@@ -275,6 +270,7 @@ def transform_object(
                 settings.replacer,
                 bisection_for(settings),
                 current,
+                stop.is_set if stop is not None else None,
             )
             # csv_header_in_output: the header, once read, until it is written atop the output.
             header: list[bytes] = []
@@ -390,4 +386,4 @@ def warm() -> None:
 
 
 remote_warm = ray.remote(num_cpus=0, max_retries=0)(warm)
-remote_run_objects = ray.remote(num_cpus=0, max_retries=0)(run_objects)
+remote_run_objects = ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")(run_objects)

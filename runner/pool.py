@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,7 +222,6 @@ class WorkerPool:
                     pending.append(ready)
                     workers.append(actor)
                 pool.instances.append(workers)
-            pool.replacer()  # its process starts while the models load
             pool.infos = wait_ready(pending, ready_timeout_s)
         except BaseException:
             pool.shutdown()
@@ -252,29 +252,30 @@ class WorkerPool:
         return out
 
     def begin_job(self) -> None:
-        """A parked pool starts another job: counts from here, and a new replacer (its counters)."""
+        """A parked pool starts another job: its workers' counts from here."""
         workers = [w for ws in self.instances for w in ws]
         self._baseline = ray.get([w.stats.remote() for w in workers])
-        self.replacer()
 
     def end_job(self) -> None:
-        """Parked: the job's replacer goes (the next job gets its own counters)."""
+        """Parked: the job's replacer, if a worker died, goes (the next job gets its own name)."""
         if self._replacer is not None:
-            ray.kill(self._replacer)
+            self._replacer.kill()
             self._replacer = None
 
     def replacer(self) -> Any:
-        """The job's WorkerReplacer actor (runner/dispatch.py): object tasks ask it for a new worker in
-        a dead one's place, and add their counts to it."""
+        """The job's ReplacerHandle (runner/dispatch.py): the object tasks start its WorkerReplacer,
+        which puts a new worker in a dead one's place, when they first see a worker die."""
         if self._replacer is None:
-            from runner.dispatch import RemoteWorkerReplacer
+            from runner.dispatch import ReplacerHandle
 
-            self._replacer = RemoteWorkerReplacer.remote(self.template, self.groups, self.instances)
+            assert self.template is not None, "a started pool has its template"
+            name = f"batch-transform-replacer-{uuid.uuid4().hex}"
+            self._replacer = ReplacerHandle(name, self.template, self.groups, self.instances)
         return self._replacer
 
     def shutdown(self) -> None:
-        if self._replacer is not None:  # its replacement workers go with their placement groups
-            ray.kill(self._replacer)
+        if self._replacer is not None:
+            self._replacer.kill()
             self._replacer = None
         for workers in self.instances:
             for w in workers:

@@ -83,11 +83,33 @@ def counters_of(
 
 
 def _cancel_gracefully(running: Mapping[Any, int]) -> None:
-    """A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out."""
-    for ref in running:
-        ray.cancel(ref)
-    if running:
-        ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
+    """A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out.
+    Waits, up to STOP_GRACE_S, for each task to end (its generator to be exhausted)."""
+    for generator in running:
+        ray.cancel(generator)
+    deadline = time.monotonic() + STOP_GRACE_S
+    left: list[Any] = list(running)
+    while left and time.monotonic() < deadline:
+        ready: list[Any]
+        ready, left = ray.wait(left, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+        for task in ready:
+            try:
+                ray.get(next(task))
+                left.append(task)  # it yielded before it saw the cancel: wait for its end
+            except StopIteration:
+                pass
+            except ray.exceptions.RayError:  # cancelled: its end
+                pass
+
+
+def _take(task: Any) -> tuple[bool, Any]:
+    """The next thing an object task yielded, once ray.wait says it is there: (False, counts since its
+    last yield) or (True, its results); (True, None) once it is exhausted."""
+    try:
+        item = ray.get(next(task))
+    except StopIteration:
+        return True, None
+    return isinstance(item, list), item
 
 
 def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
@@ -134,7 +156,7 @@ def feed_all(
     ledger = Ledger(store)
     by_uri = {o.uri: o for o in job.objects}
     finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
-    progress = pool.replacer()  # the job's live counters (WorkerReplacer.add / snapshot)
+    live: dict[str, int] = {}  # what the running tasks yielded: counts for the live view
     queue = deque(job.objects)
     running: dict[Any, int] = {}
     groups = feed_groups(pool, config)
@@ -163,22 +185,27 @@ def feed_all(
                         if home
                         else remote_run_objects
                     )
-                    ref = task.remote(batch, settings, workers, progress, aws_env, started[i])
+                    generator = task.remote(batch, settings, workers, aws_env, started[i])
                     started[i] += len(batch)
                     tasks[i] += 1
-                    running[ref] = i
+                    running[generator] = i
                     per_instance[i] += 1
-            done, rest = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-            if done and rest:  # every task that has finished, not one per loop
-                done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-            for ref in done:
-                per_instance[running.pop(ref)] -= 1
-                for result in ray.get(ref):
-                    results.append(result)
-                    if result.ok:  # the ledger `resume` reads; the output's ETag proves it is still ours
-                        finished.append((by_uri[result.uri], result.output_etag))
+            ready = ray.wait(list(running), num_returns=1, timeout=POLL_S)[0]
+            while ready:  # everything the tasks have yielded by now, not one item per loop
+                for generator in ready:
+                    end, item = _take(generator)
+                    if not end:
+                        for k, v in item.items():
+                            live[k] = live.get(k, 0) + v
+                        continue
+                    per_instance[running.pop(generator)] -= 1
+                    for result in item or ():
+                        results.append(result)
+                        if result.ok:  # the ledger `resume` reads; the output's ETag proves it is ours
+                            finished.append((by_uri[result.uri], result.output_etag))
+                ready = ray.wait(list(running), num_returns=len(running), timeout=0)[0] if running else []
             if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
-                counters = counters_of(job, results, ray.get(progress.snapshot.remote()))
+                counters = counters_of(job, results, live)
                 if on_progress is not None:
                     on_progress(counters)
                 if time.monotonic() - last_store >= STORE_EVERY_S:
@@ -191,6 +218,6 @@ def feed_all(
         raise
     finally:
         ledger.record(job.spec.name, finished)  # a killed driver loses at most STORE_EVERY_S of them
-        for ref in running:
-            ray.cancel(ref, force=True)
+        for generator in running:
+            ray.cancel(generator, force=True)
     return results

@@ -431,3 +431,44 @@ def test_code_requirements_are_installed_once_per_node(bucket: Bucket, tmp_path:
     failed = run(job_request("bad-requirements", bucket.name, ModelName="req"), model, home)
     assert failed.status is TransformJobStatus.FAILED
     assert "pip could not install the model's requirements" in failed.failure_reason
+
+
+SLOW_MODEL = """
+import time
+
+
+def model_fn(model_dir):
+    return None
+
+
+def input_fn(body, content_type):
+    return body
+
+
+def predict_fn(data, model):
+    time.sleep(0.1)
+    return data
+
+
+def output_fn(prediction, accept):
+    return prediction, accept
+"""
+
+
+def test_live_counters_move_while_an_object_is_still_running(
+    bucket: Bucket, tmp_path: Path, home: Path
+) -> None:
+    """The object's task reports what it has done as it goes, not only when the object is done: the
+    CLI's progress and Describe's x-runner counters move during a long object."""
+    model = model_request("slow", write_model(tmp_path / "slow", SLOW_MODEL))
+    bucket.put("in/a.csv", b"".join(f"{i}\n".encode() for i in range(30)))
+    seen: list[dict[str, Any]] = []
+    request = job_request("live", bucket.name, ModelName="slow", BatchStrategy="SingleRecord")
+    record = run_job(request, RunnerConfig(home=home), model_request=model, on_progress=seen.append)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert bucket.get("out/a.csv.out") == b"".join(f"{i}\n".encode() for i in range(30))
+    during = [c["records"] for c in seen if c["objects_done"] == 0 and 0 < c["records"] < 30]
+    assert during, f"no live count while the object ran: {[(c['objects_done'], c['records']) for c in seen]}"
+    records = [c["records"] for c in seen]
+    assert records == sorted(records) and records[-1] == 30
+    assert record.describe()["x-runner"]["records"] == 30 and record.describe()["x-runner"]["payloads"] == 30
