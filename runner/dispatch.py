@@ -199,11 +199,9 @@ class Dispatcher:
         self.problems: list[str] = []  # why replacements failed, for the error message
         self.quarantined: list[BadRecord] = []
         self._next = 0
-        # Which workers were replaced, asked without waiting, and only of a job that has a replacer
-        # (a worker died); until it answers the handles given are used (a dead one is found out and
-        # reported like any death). ``current``: the answer already asked for by a grouped task.
-        if current is None and replacer is not None:
-            current = current_workers(replacer, self.workers)
+        # Which workers were replaced: ``current_workers``' answer, asked by the object task once for
+        # all its objects (None: no worker of the job had died). Until it answers the handles given
+        # are used (a dead one is found out and reported like any death).
         self._current = current
 
     # -- sending --
@@ -301,11 +299,11 @@ class Dispatcher:
         RayTaskError whose ``cause`` is the HandlerError / InvocationError)."""
         while True:
             try:
-                while self.stopped is not None and not ray.wait([item.ref], timeout=STOP_POLL_S)[0]:
-                    if self.stopped():
-                        raise ObjectStopped(f"{self.name}: the job was stopped")
-                body: bytes = ray.get(item.ref)
+                body: bytes = ray.get(item.ref, timeout=None if self.stopped is None else STOP_POLL_S)
                 return body
+            except ray.exceptions.GetTimeoutError:
+                if self.stopped is not None and self.stopped():
+                    raise ObjectStopped(f"{self.name}: the job was stopped") from None
             except ray.exceptions.RayActorError as e:
                 self._died(item)
                 made = f"{item.tries} of at most {self.max_tries} tries made"

@@ -4,8 +4,6 @@ refused, not mixed up. Real S3 (the embedded SeaweedFS)."""
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,16 +11,7 @@ import pytest
 from runner.errors import ModelError
 from runner.model import artifact_key, ensure_model_dir
 from tests.conftest import Bucket
-
-
-def tarball(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from tests.faults.test_bad_input import tarball
 
 
 def test_cached_artifacts_are_used_without_reading_s3(bucket: Bucket, tmp_path: Path) -> None:
