@@ -36,6 +36,8 @@ from runner.quarantine import BadRecord, error_text, is_record_error
 from runner.splitters import Splitter
 
 PROGRESS_EVERY_S = 0.5  # how often an object task sends its counts
+# Named (detached) actors need a namespace one can reach them in; each job's replacer has a unique name.
+REPLACER_NAMESPACE = "batch-transform"
 STOP_POLL_S = 0.2  # how often a wait for a result looks whether the job was stopped
 
 
@@ -131,14 +133,14 @@ class ReplacerHandle:
     def existing(self) -> Any:
         """The replacer if a worker of this job has died, else None (no worker was replaced)."""
         try:
-            return ray.get_actor(self.name)
+            return ray.get_actor(self.name, namespace=REPLACER_NAMESPACE)
         except ValueError:
             return None
 
     def get_or_start(self) -> Any:
-        return RemoteWorkerReplacer.options(name=self.name, lifetime="detached", get_if_exists=True).remote(
-            self.template, self.groups, self.instances
-        )
+        return RemoteWorkerReplacer.options(
+            name=self.name, namespace=REPLACER_NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(self.template, self.groups, self.instances)
 
     def kill(self) -> None:
         actor = self.existing()
