@@ -7,9 +7,8 @@ Two kinds of failure, two paths:
   worker is replaced: the job's ``WorkerReplacer`` actor (started at the first death) starts a new
   ModelWorker in the same placement-group bundle with the same options and setup
   (``pool.start_worker``), once per death however many object tasks report it, so the instance
-  keeps its worker count. Every other payload
-  that was in flight on the dead worker is re-run the same way; results are still written once, in
-  payload order, so no record is lost or duplicated.
+  keeps its worker count. Every other payload that was in flight on the dead worker is re-run the
+  same way; results are still written once, in payload order, so no record is lost or duplicated.
 - **The model fails on the payload** (a hook raises, the container answers 4xx/5xx). By default the
   error fails the object, as SageMaker's. With ``on_record_error=quarantine`` the payload is bisected:
   both halves are sent again, a failing half is halved again, down to single records; each failing
@@ -169,7 +168,7 @@ class ProgressSink:
 
 
 class ObjectStopped(RunnerError):
-    """The job was stopped while this object of a grouped task ran: its upload is aborted."""
+    """The job was stopped while this object ran: its upload is aborted."""
 
 
 class Dispatcher:

@@ -26,7 +26,7 @@ from typing import Any
 from runner.config import MODEL_RUNTIMES
 from runner.errors import ModelError, Problem, RunnerError, SpecError
 from runner.spec import TransformJobSpec, validate_request
-from runner.storage import storage_for
+from runner.storage import ObjectInfo, storage_for
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -177,8 +177,9 @@ def ensure_model_dir(url: str | None, cache_dir: Path, key: str | None = None) -
                 f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
                 lambda d: _extract(path, d, url),
             )
-        key = key or _remote_key(url)
-        return _cached(cache_dir, key, lambda d: _fetch_remote(url, key, d, cache_dir))
+        # A key read elsewhere (the driver) is checked against the artifacts before they are fetched.
+        verify, key = key is not None, key or _remote_key(url)
+        return _cached(cache_dir, key, lambda d: _fetch_remote(url, key, d, cache_dir, verify))
     except RunnerError as e:
         if isinstance(e, ModelError):
             raise
@@ -214,28 +215,36 @@ def _remote_key(url: str) -> str:
     storage = storage_for(url)
     if url.endswith(TARBALL_SUFFIXES):
         return f"{url}|{storage.head(url).etag}"
-    objects = list(storage.list_objects(url))
+    return _prefix_key(url, list(storage.list_objects(url)))
+
+
+def _prefix_key(url: str, objects: list[ObjectInfo]) -> str:
     if not objects:
         raise ModelError(f"ModelDataUrl {url}: no object or prefix with that name")
     return url + "|" + ",".join(sorted(o.etag for o in objects))
 
 
-def _fetch_remote(url: str, key: str, target: Path, cache_dir: Path) -> None:
-    """Download the artifacts into ``target``, once they are checked to be those ``key`` names."""
-    if _remote_key(url) != key:
-        raise ModelError(
-            f"ModelDataUrl {url}: the artifacts changed while the job was starting; run it again"
-        )
+def _fetch_remote(url: str, key: str, target: Path, cache_dir: Path, verify: bool) -> None:
+    """Download the artifacts into ``target``; with ``verify``, once they are checked to be those
+    ``key`` names."""
+    changed = ModelError(
+        f"ModelDataUrl {url}: the artifacts changed while the job was starting; run it again"
+    )
     storage = storage_for(url)
     if url.endswith(TARBALL_SUFFIXES):
+        if verify and f"{url}|{storage.head(url).etag}" != key:
+            raise changed
         with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tar.gz") as tmp:
             for chunk in storage.iter_chunks(url):
                 tmp.write(chunk)
             tmp.flush()
             _extract(Path(tmp.name), target, url)
         return
+    objects = list(storage.list_objects(url))
+    if verify and _prefix_key(url, objects) != key:
+        raise changed
     base = url.rstrip("/") + "/"
-    for obj in storage.list_objects(url):
+    for obj in objects:
         rel = obj.uri[len(base) :] if obj.uri.startswith(base) else obj.uri.rsplit("/", 1)[-1]
         dest = (target / rel).resolve()
         if not dest.is_relative_to(target.resolve()):
