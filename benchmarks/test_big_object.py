@@ -32,8 +32,8 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 
 from .conftest import PeakRss
 from .test_small_objects import mlp_requests, put_model

@@ -29,8 +29,8 @@ import boto3
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import JobStore, TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import JobStore, TransformJobStatus
 
 from .conftest import TreeMeter
 from .test_small_objects import ROWS_PER_OBJECT, mlp_requests, put_model, put_small_objects
@@ -178,9 +178,9 @@ def test_warm_run_job(benchmark: Any, first: dict[str, Any], ray_bench: None) ->
 
 
 def test_warm_pool_run_job(benchmark: Any, first: dict[str, Any], ray_bench: None) -> None:
-    """``run_job`` with the workers of an earlier job of the same model kept warm (runner/warm.py;
+    """``run_job`` with the workers of an earlier job of the same model kept warm (runner/engine/warm.py;
     what ``batch-transform serve`` does by default): the first job is not timed."""
-    from runner.warm import WARM_POOLS
+    from runner.engine.warm import WARM_POOLS
 
     try:
         warm_run_job(first["home"], "pool-prime", WARM_POOL_S)

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 from runner.storage import storage_for
 from tests.cluster import ClusterInfo, ray_cluster, run_cli
 
@@ -174,7 +174,7 @@ def test_scaling(
             "nodes_used": sum(1 for n in payloads.values() if n > 0),
             "payloads_per_node": sorted(payloads.values(), reverse=True),
             "load_average_1min_before": round(load, 2),
-            # Where the object tasks' time went, summed over objects (runner/job.py _counters).
+            # Where the object tasks' time went, summed over objects (runner/engine/job.py _counters).
             "feeder_s": counters.get("feeder_s", {}),
         }
 

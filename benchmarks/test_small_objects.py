@@ -30,8 +30,8 @@ import pytest
 from botocore.config import Config
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 from runner.storage import storage_for
 
 from .conftest import TreeMeter

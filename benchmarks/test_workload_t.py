@@ -22,8 +22,8 @@ import boto3
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 from runner.storage import storage_for
 
 from .conftest import PeakRss, TreeMeter, write_bars_png

@@ -50,13 +50,13 @@ class RunnerConfig:
     worker_ready_timeout_s: float = WORKER_READY_TIMEOUT_S
     install_requirements: bool = True
     # "auto": in-process hooks for models with code/inference.py and framework images, a serving
-    # container for other Images; "hooks" / "container" force one (runner/container.py).
+    # container for other Images; "hooks" / "container" force one (runner/model/container.py).
     model_runtime: str = "auto"
     # The container's server in process mode; None = the `serve` executable in the model folder.
     serve_command: str | None = None
     # How long GET /ping may take to answer 200 after a model server starts.
     container_startup_timeout_s: float = CONTAINER_STARTUP_TIMEOUT_S
-    # Input/output extensions (CONTRACT 9; off = SageMaker's bytes). "first-line": line 1 of each
+    # Input/output extensions (docs/contract.md §9; off = SageMaker's bytes). "first-line": line 1 of each
     # text/csv object split by Line is a header sent atop every payload, not a record.
     csv_header: str = "none"
     # With csv_header first-line: write the header once atop each .out.
@@ -70,13 +70,13 @@ class RunnerConfig:
     # quarantine_path (s3:// or file://, outside S3OutputPath) and leaves them out of the .out.
     on_record_error: str = "fail_object"
     quarantine_path: str | None = None
-    # "cluster": one object's payloads go to every worker of every instance (CONTRACT 9), not only
+    # "cluster": one object's payloads go to every worker of every instance (docs/contract.md §9), not only
     # to its instance's; packing and output bytes are unchanged, and each worker still runs one
     # payload at a time. The default: one 400k-row object on 2 instances ran at 106k-169k rows/s
     # against 95k-97k with "instance" (benchmarks/RESULTS.md).
     object_parallelism: str = "cluster"
     # Seconds a finished job's model workers stay warm for the next job of the same model and
-    # settings in this process (runner/warm.py); 0: shut down at the job's end. `serve` keeps them
+    # settings in this process (runner/engine/warm.py); 0: shut down at the job's end. `serve` keeps them
     # SERVE_WARM_POOL_S by default, `run` (one job a process) does not.
     warm_pool_s: float = 0.0
 

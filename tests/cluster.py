@@ -54,7 +54,7 @@ cluster.shutdown()
 LOCAL_RAY_CLI = """
 import logging, sys
 import ray
-from runner.cli import main
+from runner.cli.main import main
 
 ray.init(num_cpus=int(sys.argv[1]), include_dashboard=False, logging_level=logging.WARNING)
 address = ray.get_runtime_context().gcs_address

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError
-from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, WriterBase
+from runner.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, WriterBase
 
 SCHEME = "file://"
 TEMP_SUFFIX = ".batch-transform-partial"

@@ -3,14 +3,12 @@ upload); a small object becomes one PutObject; ``abort`` leaves no upload behind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.errors import StorageError
-from runner.storage import ObjectInfo, WriterBase
-
-if TYPE_CHECKING:
-    from runner.storage.s3 import S3Storage
+from runner.storage.base import ObjectInfo, WriterBase
 
 PART_SIZE_BYTES = 8 * 1024 * 1024
 MAX_PARTS = 10_000
@@ -31,9 +29,18 @@ class S3Writer(WriterBase):
     """Buffers into parts and uploads each as it fills; a small object becomes one PutObject."""
 
     def __init__(
-        self, storage: S3Storage, bucket: str, key: str, content_type: str | None, kms_key_id: str | None
+        self,
+        client: Callable[[], Any],
+        error: Callable[[BaseException, str, str], StorageError],
+        bucket: str,
+        key: str,
+        content_type: str | None,
+        kms_key_id: str | None,
     ) -> None:
-        self._storage = storage
+        # The S3 client and the storage's one botocore-error translation, so that a writer needs
+        # nothing else of S3Storage.
+        self._client = client
+        self._error = error
         self._bucket = bucket
         self._key = key
         self.uri = f"s3://{bucket}/{key}"
@@ -70,9 +77,9 @@ class S3Writer(WriterBase):
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
-            return getattr(self._storage.client(), operation)(Bucket=self._bucket, Key=self._key, **kwargs)
+            return getattr(self._client(), operation)(Bucket=self._bucket, Key=self._key, **kwargs)
         except Exception as e:
-            raise self._storage._error(e, _op_name(operation), self.uri) from e
+            raise self._error(e, _op_name(operation), self.uri) from e
 
     def _upload_part(self, body: bytes) -> None:
         number = len(self._parts) + 1

@@ -20,7 +20,7 @@ import urllib3.exceptions
 from botocore.config import Config
 
 from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
-from runner.storage import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, split_s3_uri
+from runner.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, split_s3_uri
 from runner.storage.multipart import S3Writer, etag_of
 
 DEFAULT_REGION = "us-east-1"
@@ -296,7 +296,7 @@ class S3Storage(StorageBase):
         self, uri: str, content_type: str | None = None, kms_key_id: str | None = None
     ) -> S3Writer:
         bucket, key = self._object(uri)
-        return S3Writer(self, bucket, key, content_type, kms_key_id)
+        return S3Writer(self.client, self._error, bucket, key, content_type, kms_key_id)
 
     def ensure_bucket(self, uri: str) -> None:
         bucket, _ = split_s3_uri(uri)

@@ -35,10 +35,10 @@ import pytest
 
 from runner import cli
 from runner.config import RunnerConfig
-from runner.handler import TK_CONFLICT
-from runner.job import run_job
-from runner.splitters.tfrecord import masked_crc
-from runner.state import JobRecord, TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import JobRecord, TransformJobStatus
+from runner.model.handler import TK_CONFLICT
+from runner.records.splitters.tfrecord import masked_crc
 from tests.conftest import Bucket
 from tests.integration.conftest import SUM_MODEL, job_request, model_request, write_model
 from tests.unit.test_spec import DROP, Edit, put
@@ -508,7 +508,7 @@ DATA_CASES = [
         "{object}: record 1 at byte 4 is 1100002 bytes, larger than MaxPayloadInMB=1 (1048576 bytes); raise "
         "MaxPayloadInMB (at most 100) or split the record",
     ),
-    # CONTRACT 4.2: an empty object has no records; it gets an empty .out and is no error.
+    # docs/contract.md §4.2: an empty object has no records; it gets an empty .out and is no error.
     data_case("line", "empty-object", b"", "", writes=b""),
     data_case(
         "none",
@@ -517,7 +517,8 @@ DATA_CASES = [
         "{object}: the object is larger than MaxPayloadInMB=1 (1048576 bytes) and SplitType is None, so it "
         "must fit one request; set SplitType to split it into records or raise MaxPayloadInMB",
     ),
-    # CONTRACT 4.2: with SplitType None an empty object is one request with an empty body (the sum is 0).
+    # docs/contract.md §4.2: with SplitType None an empty object is one request with an empty body
+    # (the sum is 0).
     data_case("none", "empty-object-whole", b"", "", writes=b"0.0\n"),
     data_case(
         "gzip",

@@ -28,10 +28,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from runner import cli
-from runner.api_http import make_server
 from runner.config import RunnerConfig
-from runner.sigv4 import identities_from_env
-from runner.state import JobStore
+from runner.jobs.store import JobStore
+from runner.server.http import make_server
+from runner.server.sigv4 import identities_from_env
 from tests.conftest import Bucket
 from tests.integration.conftest import SUM_MODEL, job_request, model_request, write_model
 
@@ -132,7 +132,7 @@ def api_session(config: RunnerConfig) -> list[str]:
     """A SageMaker API server in this process, called by boto3 with the right key and a wrong one; its
     log lines and every answer (a wrong key's error included)."""
     # The control plane's operations and its HTTP front end (request lines) log separately.
-    api_logs = [logging.getLogger("runner.api"), logging.getLogger("runner.api_http")]
+    api_logs = [logging.getLogger("runner.server.api"), logging.getLogger("runner.server.http")]
     lines = Lines()
     lines.setFormatter(logging.Formatter("%(message)s"))
     for api_log in api_logs:

@@ -24,18 +24,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.batching import pack, pack_whole
+from runner.contract.spec import BatchStrategy, TransformJobSpec, parse_transform_job
 from runner.errors import Problem, RecordFormatError, SpecError
-from runner.model import ModelSpec, parse_create_model
-from runner.plan import read_manifest
-from runner.spec import BatchStrategy, TransformJobSpec, parse_transform_job
-from runner.splitters import Splitter
-from runner.splitters.csv import CsvSplitter, pack_with_header
-from runner.splitters.line import LineSplitter
-from runner.splitters.recordio import RecordIOSplitter
-from runner.splitters.tfrecord import TFRecordSplitter, masked_crc
+from runner.model.artifacts import ModelSpec, parse_create_model
+from runner.records.batching import pack, pack_whole, pack_with_header
+from runner.records.plan import read_manifest
+from runner.records.splitters import Splitter
+from runner.records.splitters.csv import CsvSplitter
+from runner.records.splitters.line import LineSplitter
+from runner.records.splitters.recordio import RecordIOSplitter
+from runner.records.splitters.tfrecord import TFRecordSplitter, masked_crc
+from runner.records.streams import gunzip
 from runner.storage.local import LocalStorage
-from runner.streams import gunzip
 
 # Bounded: the whole module runs in seconds; the function-scoped tmp_path is reused on purpose.
 FUZZ = settings(

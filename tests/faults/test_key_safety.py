@@ -20,12 +20,12 @@ import pytest
 
 from runner import cli
 from runner.config import RunnerConfig
+from runner.contract.spec import parse_transform_job
+from runner.engine.job import run_job
 from runner.errors import ModelError, SpecError, StorageError
-from runner.job import run_job
-from runner.model import ensure_model_dir
-from runner.plan import plan_inputs
-from runner.spec import parse_transform_job
-from runner.state import JobRecord, TransformJobStatus
+from runner.jobs.store import JobRecord, TransformJobStatus
+from runner.model.artifacts import ensure_model_dir
+from runner.records.plan import plan_inputs
 from runner.storage import storage_for
 from runner.storage.local import LocalStorage
 from tests.conftest import Bucket
@@ -139,7 +139,7 @@ def test_manifest_entries_with_slashes_unicode_and_long_names(bucket: Bucket, tm
     bodies = {"lead.csv": b"1,1\n", "sub/double.csv": b"2,2\n", UNICODE: b"3,3\n", LONG: b"4,4\n"}
     for rel, body in bodies.items():
         bucket.put(f"in/{rel}", body)
-    # A leading "/" is dropped from the output's name (CONTRACT 4.1); "//" is merged by the store.
+    # A leading "/" is dropped from the output's name (docs/contract.md §4.1); "//" is merged by the store.
     request = manifest_request("manifest-keys", bucket, ["/lead.csv", "sub//double.csv", UNICODE, LONG])
     before = set(bucket.keys())
     record = run(request, tmp_path)

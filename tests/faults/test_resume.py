@@ -1,4 +1,4 @@
-"""Resume (issue 8): a job killed, failed or stopped half-way is finished by `batch-transform resume`,
+"""Resume: a job killed, failed or stopped half-way is finished by `batch-transform resume`,
 which re-runs only the objects without a valid output and refuses when the input or model changed."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
+from runner.engine.job import resume_job, run_job
 from runner.errors import ResumeError
-from runner.job import resume_job, run_job
-from runner.owner import owner_id
-from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn
+from runner.jobs.owner import owner_id
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus, job_arn
 from tests.integration.conftest import Bucket, job_request, model_request, write_model
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 from tests.integration.conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
 
 from .proxy import FaultProxy, Faults

@@ -1,4 +1,4 @@
-"""`make soak` (issue 8): minutes of jobs under mixed faults, then records in == records out.
+"""`make soak`: minutes of jobs under mixed faults, then records in == records out.
 
 Each round draws, from a seeded RNG, a set of CSV objects, a share of S3 requests to fail (503
 SlowDown, 500, connection resets, bodies cut short, delays: tests/faults/proxy.py in front of the
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import resume_job, run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import resume_job, run_job
+from runner.jobs.store import TransformJobStatus
 from tests.integration.conftest import Bucket, job_request, model_request, write_model
 
 from .proxy import FaultProxy, Faults

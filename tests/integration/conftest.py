@@ -21,7 +21,7 @@ def predict_fn(data, model):
 """
 
 
-# CONTRACT 8 example 4's hooks: JSON Lines in, one {"len": …} line out per record.
+# docs/contract.md §8 example 4's hooks: JSON Lines in, one {"len": …} line out per record.
 JSONL_MODEL = """
 import json
 

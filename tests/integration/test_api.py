@@ -29,8 +29,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, WaiterError
 
-from runner.owner import owner_id
-from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn
+from runner.jobs.owner import owner_id
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus, job_arn
 from runner.storage.embedded import EmbeddedS3Info
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model

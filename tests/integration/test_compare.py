@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner import cli
-from runner.compare import Tolerance, compare_prefixes
+from runner.cost.compare import Tolerance, compare_prefixes
 from tests.integration.conftest import Bucket
 
 CSV = b"".join(b"%d,0.%015d,label-%d\n" % (i, 123456789012345 + i, i) for i in range(200))

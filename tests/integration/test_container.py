@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
+from runner.engine.job import run_job
 from runner.errors import ContainerError, WorkerStartupError
-from runner.job import run_job
-from runner.model import ModelSpec, choose_runtime
-from runner.serving import docker_argv, docker_unavailable, parse_execution_parameters, serve_argv
-from runner.state import TransformJobStatus
+from runner.jobs.store import TransformJobStatus
+from runner.model.artifacts import ModelSpec, choose_runtime
+from runner.model.serving import docker_argv, docker_unavailable, parse_execution_parameters, serve_argv
 
 from .conftest import Bucket, job_request, model_request, write_model
 

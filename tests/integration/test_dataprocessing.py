@@ -1,4 +1,4 @@
-"""DataProcessing through real jobs (CONTRACT 6.4, worked examples 3 and 4): InputFilter -> model ->
+"""DataProcessing through real jobs (docs/contract.md §6.4, worked examples 3 and 4): InputFilter -> model ->
 JoinSource -> OutputFilter, byte for byte in S3, and the failures a user sees."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
+from runner.engine.job import run_job
 from runner.errors import SpecError
-from runner.job import run_job
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 
 from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, write_model
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from runner.api_faults import FaultMode
-from runner.cli import main
+from runner.cli.main import main
 from runner.errors import ResourceNotFoundError
-from runner.state import JobRecord, JobStore, TransformJobStatus
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
+from runner.server.faults import FaultMode
 from runner.storage.embedded import EmbeddedS3Info
 
 from .conftest import SUM_MODEL, job_request, model_request, write_model

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from runner.config import RunnerConfig
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 from tests.cluster import run_cli_on_local_ray
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model

@@ -1,4 +1,4 @@
-"""SplitType RecordIO and TFRecord end to end (CONTRACT 4.2, examples 5 and 6): whole jobs on a real
+"""SplitType RecordIO and TFRecord end to end (docs/contract.md §4.2, examples 5 and 6): whole jobs on a real
 local Ray against the real embedded S3, checking the ``.out`` bytes a user reads back."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 from tests.unit.test_recordio import EXAMPLE_5, MAGIC
 from tests.unit.test_recordio import write_record as recordio_frame
 from tests.unit.test_tfrecord import EXAMPLE_6

@@ -1,4 +1,4 @@
-"""The GPU path (issue 5): a job on a GPU instance type gets a GPU for each worker, and the bundled
+"""The GPU path: a job on a GPU instance type gets a GPU for each worker, and the bundled
 ONNX model runs on CUDA with the same answers as on the CPU.
 
 Needs a GPU that Ray sees and onnxruntime-gpu (its CUDAExecutionProvider); skipped elsewhere, so CI
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 from tests.conftest import Bucket
 from tests.integration.conftest import job_request, model_request, write_model
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
+from runner.engine.job import run_job
 from runner.errors import ResourceInUseError, SpecError
-from runner.job import run_job
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 
 from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, write_model
 
@@ -112,7 +112,7 @@ def test_nested_keys_partial_prefix_and_gzip(bucket: Bucket, sum_model: dict[str
     bucket.put("in/data/x/b.csv", gzip.compress(b"2,2\n"))
     record = run(request, sum_model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    # CONTRACT 6.1: keys continuing "in/data/" lose it; "in/data1.csv" is named relative to "in/".
+    # docs/contract.md §6.1: keys continuing "in/data/" lose it; "in/data1.csv" is named relative to "in/".
     assert sorted(bucket.keys("out/")) == ["out/c.csv.gz.out", "out/data1.csv.out", "out/x/b.csv.out"]
     assert bucket.get("out/c.csv.gz.out") == b"6.0\n8.0\n"
     assert bucket.get("out/x/b.csv.out") == b"4.0\n"
@@ -351,7 +351,7 @@ def predict_fn(data, model):
     ("overrides", "resolved"),
     [
         ({}, {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 1, "BatchStrategy": "SingleRecord"}),
-        (  # request > the model's execution parameters > defaults (CONTRACT 5.1)
+        (  # request > the model's execution parameters > defaults (docs/contract.md §5.1)
             {"BatchStrategy": "MultiRecord", "MaxConcurrentTransforms": 1},
             {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 1, "BatchStrategy": "MultiRecord"},
         ),

@@ -1,4 +1,4 @@
-"""CONTRACT 9 input/output knobs, one whole job each on a real local Ray and the embedded S3, with
+"""docs/contract.md §9 input/output knobs, one whole job each on a real local Ray and the embedded S3, with
 byte-exact outputs; and the same input with every knob off, byte-identical to SageMaker's rules."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 
 from .conftest import Bucket, job_request, model_request, write_model
 

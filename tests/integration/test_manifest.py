@@ -1,4 +1,4 @@
-"""S3DataType ManifestFile through real jobs (CONTRACT 4.1, 6.1): inputs are prefix + entry, outputs
+"""S3DataType ManifestFile through real jobs (docs/contract.md §4.1, 6.1): inputs are prefix + entry, outputs
 are named after the entry, a bad manifest is refused before anything runs, and a missing object fails
 that object only."""
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
+from runner.engine.job import run_job
 from runner.errors import SpecError
-from runner.job import run_job
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
 

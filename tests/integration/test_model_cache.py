@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ModelError
-from runner.model import artifact_key, ensure_model_dir
+from runner.model.artifacts import artifact_key, ensure_model_dir
 from tests.conftest import Bucket
 from tests.faults.test_bad_input import tarball
 

@@ -1,4 +1,4 @@
-"""`--object-parallelism cluster` (CONTRACT 9, issue 5): one object's payloads go to the workers of
+"""`--object-parallelism cluster` (docs/contract.md §9): one object's payloads go to the workers of
 every instance, not only its own, and the `.out` is byte-identical to SageMaker's one-instance-per-
 object mode, for Line, RecordIO and TFRecord."""
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 from tests.unit.test_recordio import write_record as recordio_frame
 from tests.unit.test_tfrecord import write_record as tfrecord_frame
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 from tests.cluster import ClusterInfo, ray_cluster, run_cli
 
 from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model

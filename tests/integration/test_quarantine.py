@@ -1,7 +1,7 @@
-"""on_record_error=quarantine (CONTRACT 9): a payload the model fails on is bisected to the records that
-fail; each is written to the quarantine location with its object, index, offset and error, and left
-out of the .out, which equals the output of a job over the good records only. The default still fails
-the object, as SageMaker does."""
+"""on_record_error=quarantine (docs/contract.md §9): a payload the model fails on is bisected to the
+records that fail; each is written to the quarantine location with its object, index, offset and
+error, and left out of the .out, which equals the output of a job over the good records only. The
+default still fails the object, as SageMaker does."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 
 from .conftest import Bucket, job_request, model_request, write_model
 
@@ -162,7 +162,8 @@ def test_join_source_joins_each_good_row_with_its_own_result(bucket: Bucket, tmp
     ]
 
 
-# A serving container (process mode, runner/container.py) that answers 400 to a payload with a "BAD" row.
+# A serving container (process mode, runner/model/container.py) that answers 400 to a payload with a
+# "BAD" row.
 PICKY_SERVER = """#!{python}
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

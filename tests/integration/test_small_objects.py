@@ -1,4 +1,4 @@
-"""Small objects run several to a task (runner/feeder.py ``run_objects``, issue 5): each object is
+"""Small objects run several to a task (runner/engine/feeder.py ``run_objects``): each object is
 still split, sent and written alone, a bad object fails alone, and a stop ends every running group
 before it writes more outputs."""
 
@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.feeder import GROUP_OBJECTS, SMALL_OBJECT_BYTES
-from runner.job import run_job
-from runner.plan import InputObject
-from runner.scheduler import take_batch
-from runner.state import JobStore, TransformJobStatus
+from runner.engine.feeder import GROUP_OBJECTS, SMALL_OBJECT_BYTES
+from runner.engine.job import run_job
+from runner.engine.scheduler import take_batch
+from runner.jobs.store import JobStore, TransformJobStatus
+from runner.records.plan import InputObject
 
 from .conftest import Bucket, job_request, model_request, write_model
 

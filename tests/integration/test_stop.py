@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.state import JobStore, TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 
 from .conftest import Bucket, job_request, model_request, write_model
 

@@ -1,4 +1,4 @@
-"""Model workers kept warm between the jobs of one process (runner/warm.py, `serve
+"""Model workers kept warm between the jobs of one process (runner/engine/warm.py, `serve
 --warm-pool-seconds`): the next job of the same model and settings reuses them; a changed model or
 other settings never do, and parked workers never keep another job from being placed."""
 
@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.container import RuntimeSettings
-from runner.job import run_job
-from runner.model import parse_create_model
-from runner.pool import InstanceSizing, WorkerTemplate
-from runner.state import JobRecord, TransformJobStatus
-from runner.warm import WARM_POOLS, pool_key
+from runner.engine.job import run_job
+from runner.engine.sizing import InstanceSizing
+from runner.engine.warm import WARM_POOLS, pool_key
+from runner.engine.worker import WorkerTemplate
+from runner.jobs.store import JobRecord, TransformJobStatus
+from runner.model.artifacts import parse_create_model
+from runner.model.container import RuntimeSettings
 
 from .conftest import Bucket, job_request, model_request, write_model
 

@@ -13,8 +13,8 @@ import pytest
 import ray
 
 from runner.config import RunnerConfig
-from runner.job import run_job
-from runner.state import TransformJobStatus
+from runner.engine.job import run_job
+from runner.jobs.store import TransformJobStatus
 
 from .conftest import Bucket, job_request, model_request, write_model
 

@@ -1,4 +1,4 @@
-"""The SageMaker Python SDK's ``Transformer`` against `batch-transform serve` (issue 7).
+"""The SageMaker Python SDK's ``Transformer`` against `batch-transform serve`.
 
 The SDK (``sagemaker`` 3.x) cannot share the project's virtualenv: it pins protobuf < 7 and an older
 pyarrow, which would change what the runner is tested with. `make test-sdk` installs it into its own

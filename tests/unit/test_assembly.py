@@ -1,11 +1,11 @@
-"""AssembleWith None / Line on the bytes that reach the writer (CONTRACT 6.2)."""
+"""AssembleWith None / Line on the bytes that reach the writer (docs/contract.md §6.2)."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner.assembly import OutputAssembler
-from runner.spec import AssembleWith
+from runner.contract.spec import AssembleWith
+from runner.records.assembly import OutputAssembler
 from runner.storage import ObjectInfo
 
 

@@ -1,4 +1,4 @@
-"""Line splitting and SageMaker's mini-batch packing (CONTRACT 4.2, 4.3), on plain bytes."""
+"""Line splitting and SageMaker's mini-batch packing (docs/contract.md §4.2, 4.3), on plain bytes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import MIB, pack, pack_whole
+from runner.contract.spec import BatchStrategy, SplitType
 from runner.errors import RecordFormatError
-from runner.spec import BatchStrategy, SplitType
-from runner.splitters import greedy_end_by_records, splitter_for
+from runner.records.batching import MIB, pack, pack_whole
+from runner.records.splitters import greedy_end_by_records, splitter_for
 
 LINE = splitter_for(SplitType.LINE)
 
@@ -23,7 +23,7 @@ def payloads(data: bytes, strategy: BatchStrategy, limit: int | None, chunk: int
 
 
 def reference_lines(data: bytes) -> list[bytes]:
-    """Records as CONTRACT 4.2 defines them, written independently of the splitter."""
+    """Records as docs/contract.md §4.2 defines them, written independently of the splitter."""
     out = data.split(b"\n")
     recs = [line + b"\n" for line in out[:-1]]
     if out[-1]:

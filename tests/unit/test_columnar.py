@@ -1,4 +1,4 @@
-"""CONTRACT 9 split_parquet_row_groups: Parquet / Arrow IPC objects into payloads of whole units."""
+"""docs/contract.md §9 split_parquet_row_groups: Parquet / Arrow IPC objects into payloads of whole units."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import Payload
-from runner.columnar import ARROW_FILE, ARROW_STREAM, PARQUET, is_columnar, media_type, pack_columnar
 from runner.config import RunnerConfig
+from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.engine.feeder import FeedSettings, InputKnobs, input_knobs, payloads_of
 from runner.errors import RecordFormatError, SpecError
-from runner.feeder import FeedSettings, InputKnobs, input_knobs, payloads_of
-from runner.plan import InputObject
-from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.records.batching import Payload
+from runner.records.columnar import ARROW_FILE, ARROW_STREAM, PARQUET, is_columnar, media_type, pack_columnar
+from runner.records.plan import InputObject
 
 MULTI, SINGLE = BatchStrategy.MULTI_RECORD, BatchStrategy.SINGLE_RECORD
 

@@ -1,4 +1,5 @@
-"""CONTRACT 9 CSV knobs on plain bytes: csv_quoted_newlines (CsvSplitter) and csv_header first-line."""
+"""docs/contract.md §9 CSV knobs on plain bytes: csv_quoted_newlines (CsvSplitter) and csv_header
+first-line."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import pack
-from runner.cli import _config, build_parser
+from runner.cli.main import _config, build_parser
 from runner.config import RunnerConfig
-from runner.dataprocessing import ObjectProcessor, RecordProcessing
+from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.engine.feeder import FeedSettings, InputKnobs, input_knobs, payloads_of
 from runner.errors import RecordFormatError, SpecError
-from runner.feeder import FeedSettings, InputKnobs, input_knobs, payloads_of
-from runner.plan import InputObject
-from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
-from runner.splitters import csv as csv_splitter
-from runner.splitters import greedy_end_by_records, splitter_for
-from runner.splitters.csv import CsvSplitter, pack_with_header
+from runner.records.batching import pack, pack_with_header
+from runner.records.dataprocessing import ObjectProcessor, RecordProcessing
+from runner.records.plan import InputObject
+from runner.records.splitters import csv as csv_splitter
+from runner.records.splitters import greedy_end_by_records, splitter_for
+from runner.records.splitters.csv import CsvSplitter
 
 CSVS = splitter_for(SplitType.LINE, csv_quoted_newlines=True)
 LINE = splitter_for(SplitType.LINE)

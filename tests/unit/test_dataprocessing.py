@@ -1,4 +1,4 @@
-"""DataProcessing (CONTRACT 6.4): the JSONPath subset, CSV and JSON filters, joins, output filters,
+"""DataProcessing (docs/contract.md §6.4): the JSONPath subset, CSV and JSON filters, joins, output filters,
 splitting a response into one result per record, and the errors a user sees."""
 
 from __future__ import annotations
@@ -11,26 +11,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import pack
-from runner.dataprocessing import (
-    ObjectProcessor,
-    RecordProcessing,
-    jsonpath_problem,
-    processing_for,
-    setup_problem,
-)
-from runner.errors import RecordFormatError
-from runner.jsonpath import (
+from runner.contract.jsonpath import (
     JsonPathError,
     PathError,
     csv_fields,
     csv_line,
     json_dumps,
     json_loads,
+    jsonpath_problem,
     parse_jsonpath,
 )
-from runner.spec import BatchStrategy, parse_transform_job
-from runner.splitters.line import LineSplitter
+from runner.contract.spec import BatchStrategy, parse_transform_job, setup_problem
+from runner.errors import RecordFormatError
+from runner.records.batching import pack
+from runner.records.dataprocessing import (
+    ObjectProcessor,
+    RecordProcessing,
+    processing_for,
+)
+from runner.records.splitters.line import LineSplitter
 
 # --- JSONPath: parsing ------------------------------------------------------------------------------
 

@@ -19,11 +19,11 @@ import jsonschema
 import pytest
 import yaml
 
+from runner.contract.instances import INSTANCE_TYPES, advertised_types, instance_spec, node_resources
+from runner.contract.spec import parse_transform_job
+from runner.cost.prices import ec2_twin
 from runner.errors import WorkerStartupError
-from runner.instances import INSTANCE_TYPES, advertised_types, instance_spec, node_resources
-from runner.model import parse_create_model
-from runner.prices import ec2_twin
-from runner.spec import parse_transform_job
+from runner.model.artifacts import parse_create_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -62,7 +62,7 @@ def advertised_resources(ray_start_params: dict[str, str]) -> dict[str, float]:
 def assert_runner_places_only(ml_type: str, node: dict[str, float]) -> None:
     """On a cluster of this node, the runner's bundles ask for the node's type: an instance of it
     fits (with one or several workers), one of any other type is refused, naming the node's type."""
-    from runner.pool import check_fits, size_instances
+    from runner.engine.sizing import check_fits, size_instances
 
     assert advertised_types(node) == {ml_type: 1.0}
     for workers in (1, 2, 3):
@@ -110,7 +110,7 @@ def test_cluster_launcher_node_types_are_ml_instances() -> None:
         assert node["resources"][ml_type] == 1
         assert node["resources"]["CPU"] == spec.vcpus
         assert node["resources"].get("GPU", 0) == spec.gpus
-        assert node["resources"] == node_resources(ml_type)  # the scheme runner/pool.py places by
+        assert node["resources"] == node_resources(ml_type)  # the scheme runner/engine/pool.py places by
         assert_runner_places_only(ml_type, node["resources"])
         assert node["node_config"]["InstanceType"] == ec2_twin(ml_type)
         kinds.add("gpu" if spec.gpus else "cpu")
@@ -152,7 +152,7 @@ def test_kuberay_cluster_spec(name: str, spec: dict[str, Any]) -> None:
         assert int(params["num-cpus"]) == spec_.vcpus
         assert int(params.get("num-gpus", "0")) == spec_.gpus
         advertised = advertised_resources(params)
-        assert advertised == node_resources(ml_type)  # the scheme runner/pool.py places by
+        assert advertised == node_resources(ml_type)  # the scheme runner/engine/pool.py places by
         assert_runner_places_only(ml_type, advertised)
         pod = group["template"]["spec"]
         container = pod["containers"][0]
@@ -187,7 +187,7 @@ def test_rayjob_runs_the_bundled_requests() -> None:
     )
     assert group["replicas"] >= resources["InstanceCount"]
     # And the runner can place the job on the pods the group starts (the head advertises no type).
-    from runner.pool import check_fits, size_instances
+    from runner.engine.sizing import check_fits, size_instances
 
     head = {"CPU": float(job["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"])}
     pods = [advertised_resources(group["rayStartParams"])] * group["replicas"]
@@ -240,7 +240,12 @@ def test_the_wheel_builds(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < WHEEL_BUILD_LIMIT_S
     (wheel,) = (tmp_path / "w").glob("batch_transform_runner-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("runner/cli.py", "runner/report.py", "runner/prices.py", "runner/compare.py"):
+    for module in (
+        "runner/cli/main.py",
+        "runner/cost/report.py",
+        "runner/cost/prices.py",
+        "runner/cost/compare.py",
+    ):
         assert module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "batch-transform = runner.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

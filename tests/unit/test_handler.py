@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import codecs
 from runner.errors import HandlerContractError, HandlerError, UnsupportedFormatError
-from runner.handler import Handler, family_for_image
+from runner.model import codecs
+from runner.model.handler import Handler, family_for_image
 
 SUM_MODEL = """
 import numpy
@@ -43,7 +43,7 @@ def loaded(
     return handler
 
 
-# ---- CONTRACT §8 worked examples ---------------------------------------------------------------
+# ---- docs/contract.md §8 worked examples ---------------------------------------------------------------
 
 
 def test_example_1_csv_multirecord(tmp_path: Path) -> None:

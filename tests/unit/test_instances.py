@@ -5,8 +5,14 @@ from __future__ import annotations
 import botocore.session
 import pytest
 
+from runner.contract.instances import (
+    INSTANCE_TYPES,
+    InstanceSpec,
+    advertised_types,
+    instance_spec,
+    node_resources,
+)
 from runner.errors import SpecError
-from runner.instances import INSTANCE_TYPES, InstanceSpec, advertised_types, instance_spec, node_resources
 
 
 def transform_instance_types() -> list[str]:

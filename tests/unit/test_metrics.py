@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.metrics import render, write_file
-from runner.state import JobRecord, TransformJobStatus, job_arn
+from runner.jobs.metrics import render, write_file
+from runner.jobs.store import JobRecord, TransformJobStatus, job_arn
 
 
 def record(name: str, status: TransformJobStatus, **counters: int) -> JobRecord:

@@ -268,7 +268,7 @@ def test_sample_out_option(tmp_path):
 
 
 def test_requests_are_valid_sagemaker_requests():
-    from runner.spec import parse_transform_job, validate_request
+    from runner.contract.spec import parse_transform_job, validate_request
 
     job_request = json.loads((MODEL_ROOT / "job.json").read_text())
     model_request = json.loads((MODEL_ROOT / "model.json").read_text())

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from runner.contract.spec import parse_transform_job
 from runner.errors import ModelError, SpecError
-from runner.model import ensure_model_dir, job_environment, parse_create_model
-from runner.spec import parse_transform_job
+from runner.model.artifacts import ensure_model_dir, job_environment, parse_create_model
 
 
 def model_req(**container: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import Payload, PayloadRecords, pack
 from runner.config import RunnerConfig
+from runner.contract.spec import BatchStrategy, SplitType, parse_transform_job
 from runner.errors import (
     ContainerError,
     HandlerContractError,
@@ -19,10 +19,9 @@ from runner.errors import (
     SpecError,
     UnsupportedFormatError,
 )
-from runner.quarantine import is_record_error, object_key, quarantine_for
-from runner.spec import BatchStrategy, SplitType, parse_transform_job
-from runner.splitters import splitter_for
-from runner.splitters.csv import pack_with_header
+from runner.records.batching import Payload, PayloadRecords, pack, pack_with_header
+from runner.records.quarantine import is_record_error, object_key, quarantine_for
+from runner.records.splitters import splitter_for
 from tests.unit import test_recordio, test_tfrecord
 
 LINE = splitter_for(SplitType.LINE)

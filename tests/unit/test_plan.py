@@ -1,4 +1,4 @@
-"""Output naming (CONTRACT 6.1 and worked example 8)."""
+"""Output naming (docs/contract.md §6.1 and worked example 8)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any, cast
 
 import pytest
 
+from runner.contract.spec import TransformJobSpec, parse_transform_job
 from runner.errors import ObjectNotFoundError, SpecError
-from runner.plan import output_uri, plan_inputs, relative_key
-from runner.spec import TransformJobSpec, parse_transform_job
+from runner.records.plan import output_uri, plan_inputs, relative_key
 from runner.storage import Storage
 
 
@@ -38,7 +38,7 @@ def test_output_uri_has_one_slash_and_out_suffix(path: str) -> None:
     assert output_uri(path, "x/b.csv") == "s3://b/out/x/b.csv.out"
 
 
-# --- ManifestFile (CONTRACT 4.1) ---------------------------------------------------------------------
+# --- ManifestFile (docs/contract.md §4.1) --------------------------------------------------------
 
 
 class ManifestStorage:

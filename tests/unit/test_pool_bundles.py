@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from runner.contract.instances import instance_spec, node_resources
+from runner.engine.sizing import InstanceSizing, check_fits, size_instances
 from runner.errors import WorkerStartupError
-from runner.instances import instance_spec, node_resources
-from runner.pool import InstanceSizing, check_fits, size_instances
 
 M5 = node_resources("ml.m5.xlarge")  # {"CPU": 4, "ml.m5.xlarge": 1}
 G5 = node_resources("ml.g5.xlarge")

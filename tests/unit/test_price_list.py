@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from runner import cli
-from runner.price_list import import_offer_file
-from runner.prices import BUILT_IN, PriceTableError, load_price_table
-from runner.report import build_report
-from runner.state import JobStore
+from runner.cost.price_list import import_offer_file
+from runner.cost.prices import BUILT_IN, PriceTableError, load_price_table
+from runner.cost.report import build_report
+from runner.jobs.store import JobStore
 from tests.unit.test_report import record
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.instances import INSTANCE_TYPES
-from runner.prices import (
+from runner.contract.instances import INSTANCE_TYPES
+from runner.cost.prices import (
     AS_OF,
     BUILT_IN,
     PRICES_ENV,

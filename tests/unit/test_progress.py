@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.progress import ProgressView
+from runner.cli.console import ProgressView
 
 
 def test_plain_progress_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

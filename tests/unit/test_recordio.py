@@ -1,7 +1,8 @@
-"""SplitType RecordIO (CONTRACT 4.2, example 5): frames, multi-part records, packing, corrupt input.
+"""SplitType RecordIO (docs/contract.md §4.2, example 5): frames, multi-part records, packing, corrupt input.
 
 The reference writer below follows dmlc-core's ``RecordIOWriter::WriteRecord`` (the published
-format), written independently of ``runner.splitters.recordio``; CONTRACT example 5 pins it.
+format), written independently of ``runner.records.splitters.recordio``; docs/contract.md §8
+example 5 pins it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import MIB, pack
+from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
 from runner.errors import RecordFormatError
-from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
-from runner.splitters import splitter_for
+from runner.records.batching import MIB, pack
+from runner.records.splitters import splitter_for
 
 RIO = splitter_for(SplitType.RECORDIO)
 MAGIC = bytes.fromhex("0a23d7ce")
 SINGLE, MULTI = BatchStrategy.SINGLE_RECORD, BatchStrategy.MULTI_RECORD
 
-# CONTRACT 8, example 5: records b"abc", b"hello".
+# docs/contract.md §8, example 5: records b"abc", b"hello".
 EXAMPLE_5 = bytes.fromhex("0a23d7ce 03000000 616263000a23d7ce 05000000 68656c6c 6f000000")
 
 
@@ -262,8 +263,8 @@ def test_corrupt_record_deep_in_a_large_object_has_its_absolute_offset() -> None
 
 
 def feed(data: bytes, strategy: BatchStrategy, limit_mb: int, chunk: int = 10) -> list[bytes]:
-    from runner.feeder import FeedSettings, payloads_of
-    from runner.plan import InputObject
+    from runner.engine.feeder import FeedSettings, payloads_of
+    from runner.records.plan import InputObject
 
     obj = InputObject("s3://b/in/x.rec.gz", len(data), "", "x.rec.gz", "s3://b/out/x.rec.gz.out")
     feed_settings = FeedSettings(

@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from runner import cli
-from runner.prices import BUILT_IN, InstancePrice, PriceTable
-from runner.report import SAGEMAKER_STARTUP_ASSUMED_S, build_report, plot_report, print_report
-from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn
+from runner.cost.prices import BUILT_IN, InstancePrice, PriceTable
+from runner.cost.report import SAGEMAKER_STARTUP_ASSUMED_S, build_report, plot_report, print_report
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus, job_arn
 
 T0 = 1_700_000_000.0
 

@@ -1,4 +1,4 @@
-"""CreateTransformJob validation and parsing (CONTRACT §1, §2): shapes from botocore, cross-field
+"""CreateTransformJob validation and parsing (docs/contract.md §1, §2): shapes from botocore, cross-field
 rules, not-yet-supported values, and the error text a user sees."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from runner.errors import Problem, SpecError
-from runner.spec import (
+from runner.contract.spec import (
     NOT_SUPPORTED_YET,
     AssembleWith,
     BatchStrategy,
@@ -25,6 +24,7 @@ from runner.spec import (
     parse_transform_job,
     validate_request,
 )
+from runner.errors import Problem, SpecError
 
 SEED: dict[str, Any] = {
     "TransformJobName": "job-1",
@@ -598,7 +598,7 @@ def test_not_supported_yet_is_one_table() -> None:
 
 
 def test_enum_values_are_the_aws_strings() -> None:
-    from runner.shapes import _input_shape
+    from runner.contract.shapes import _input_shape
 
     shape = _input_shape("CreateTransformJob")
     tin = shape.members["TransformInput"]
@@ -638,7 +638,7 @@ def test_validate_request_other_operations() -> None:
 
 def test_every_pattern_of_the_service_model_translates() -> None:
     # Patterns are Java regexes; one Python cannot compile would silently go unchecked.
-    from runner.shapes import _compile, _service_model
+    from runner.contract.shapes import _compile, _service_model
 
     model = _service_model()
     patterns = {model.shape_for(n).metadata.get("pattern") for n in model.shape_names} - {None}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ResourceInUseError, ResourceNotFoundError
-from runner.state import JobRecord, JobStore, TransformJobStatus, job_arn
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus, job_arn
 
 
 def record(name: str) -> JobRecord:

@@ -1,8 +1,8 @@
-"""SplitType TFRecord (CONTRACT 4.2, example 6): frames, both CRCs, packing, corrupt input.
+"""SplitType TFRecord (docs/contract.md §4.2, example 6): frames, both CRCs, packing, corrupt input.
 
 The reference writer below computes CRC-32C from the published definition (Castagnoli,
 reflected polynomial 0x82F63B78), independently of the CRC32C package the splitter uses; the
-standard check value and CONTRACT example 6 pin it.
+standard check value and docs/contract.md §8 example 6 pin it.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.batching import MIB, pack
+from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
 from runner.errors import RecordFormatError
-from runner.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
-from runner.splitters import splitter_for
+from runner.records.batching import MIB, pack
+from runner.records.splitters import splitter_for
 
 TFR = splitter_for(SplitType.TFRECORD)
 SINGLE, MULTI = BatchStrategy.SINGLE_RECORD, BatchStrategy.MULTI_RECORD
 
-# CONTRACT 8, example 6: records b"abc", b"hello".
+# docs/contract.md §8, example 6: records b"abc", b"hello".
 EXAMPLE_6 = bytes.fromhex(
     "0300000000000000 b099490e 616263 6e57f1210500000000000000 eab2043e 68656c6c6f bb1f1c19"
 )
@@ -255,8 +255,8 @@ def test_corrupt_record_deep_in_a_large_object_has_its_absolute_offset() -> None
 
 
 def feed(data: bytes, strategy: BatchStrategy, limit_mb: int, chunk: int = 10) -> list[bytes]:
-    from runner.feeder import FeedSettings, payloads_of
-    from runner.plan import InputObject
+    from runner.engine.feeder import FeedSettings, payloads_of
+    from runner.records.plan import InputObject
 
     obj = InputObject("s3://b/in/x.tfr.gz", len(data), "", "x.tfr.gz", "s3://b/out/x.tfr.gz.out")
     feed_settings = FeedSettings(

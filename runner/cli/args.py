@@ -1,0 +1,134 @@
+"""The CLI's shared flags and what they become: the RunnerConfig of a command, and the request files
+it reads (a missing or malformed one is an invalid request, exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.cli.console import EXIT_INVALID, err
+from runner.config import (
+    CSV_HEADER_MODES,
+    MODEL_RUNTIMES,
+    OBJECT_PARALLELISM_MODES,
+    ON_RECORD_ERROR_MODES,
+    RunnerConfig,
+)
+
+METRICS_FILE_HELP = (
+    "keep the job's counters in this file in Prometheus' text format (node_exporter textfile collector)"
+)
+
+
+def _load_json(path: str, what: str) -> dict[str, Any]:
+    """A request file; a missing or malformed one is an invalid request (exit 2)."""
+    problem = None
+    try:
+        data = json.loads(Path(path).read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        problem = "does not exist"
+    except json.JSONDecodeError as e:
+        problem = f"is not valid JSON: {e}"
+    except RecursionError:
+        problem = "is not valid JSON: nested too deeply"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"must hold a JSON object, not {type(data).__name__}"
+    err.print(f"error: {what} file {path} {problem}")
+    raise SystemExit(EXIT_INVALID)
+
+
+def _config(args: argparse.Namespace) -> RunnerConfig:
+    return RunnerConfig(
+        ray_address=getattr(args, "ray_address", None),
+        home=Path(args.home) if getattr(args, "home", None) else None,
+        workers_per_instance=getattr(args, "workers_per_instance", None),
+        worker_ready_timeout_s=getattr(args, "worker_ready_timeout", None)
+        or RunnerConfig.worker_ready_timeout_s,
+        model_runtime=getattr(args, "model_runtime", None) or RunnerConfig.model_runtime,
+        serve_command=getattr(args, "serve_command", None),
+        container_startup_timeout_s=getattr(args, "container_startup_timeout", None)
+        or RunnerConfig.container_startup_timeout_s,
+        csv_header=getattr(args, "csv_header", None) or RunnerConfig.csv_header,
+        csv_header_in_output=bool(getattr(args, "csv_header_in_output", False)),
+        csv_quoted_newlines=bool(getattr(args, "csv_quoted_newlines", False)),
+        split_parquet_row_groups=bool(getattr(args, "split_parquet_row_groups", False)),
+        on_record_error=getattr(args, "on_record_error", None) or RunnerConfig.on_record_error,
+        quarantine_path=getattr(args, "quarantine_path", None),
+        object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
+        warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
+    )
+
+
+def _add_input_flags(parser: argparse.ArgumentParser) -> None:
+    """Opt-in input/output extensions (docs/contract.md §9); without them every job is SageMaker's,
+    byte for byte."""
+    parser.add_argument(
+        "--csv-header",
+        choices=CSV_HEADER_MODES,
+        help="first-line: line 1 of each text/csv object (SplitType Line) is a header, sent atop every "
+        "payload and not counted as a record (default: none)",
+    )
+    parser.add_argument(
+        "--csv-header-in-output",
+        action="store_true",
+        help="with --csv-header first-line: write the header once atop each .out",
+    )
+    parser.add_argument(
+        "--csv-quoted-newlines",
+        action="store_true",
+        help="text/csv with SplitType Line: a newline inside an RFC 4180 quoted field does not end a record",
+    )
+    parser.add_argument(
+        "--split-parquet-row-groups",
+        action="store_true",
+        help="Parquet / Arrow IPC objects (SplitType None): payloads of whole row groups / record batches "
+        "under MaxPayloadInMB instead of the whole object",
+    )
+    parser.add_argument(
+        "--on-record-error",
+        choices=ON_RECORD_ERROR_MODES,
+        help="quarantine: a payload the model fails on is bisected to its failing records, which are "
+        "written to --quarantine-path and left out of the .out; the job goes on (default: fail_object, "
+        "SageMaker's: the object fails)",
+    )
+    parser.add_argument(
+        "--quarantine-path",
+        help="with --on-record-error quarantine: s3:// or file:// prefix outside S3OutputPath; bad records "
+        "go to <path>/<job name>/<input key relative to the input prefix>.jsonl",
+    )
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """Where and how jobs run (RunnerConfig): the Ray cluster, workers, the model runtime."""
+    parser.add_argument("--ray-address", help="run on this Ray cluster instead of starting a local one")
+    parser.add_argument(
+        "--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms"
+    )
+    parser.add_argument("--worker-ready-timeout", type=float, help="seconds for model download + model_fn")
+    _add_runtime_flags(parser)
+
+
+def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """How the model runs: in-process hooks or a serving container (runner/model/container.py)."""
+    parser.add_argument(
+        "--model-runtime",
+        choices=MODEL_RUNTIMES,
+        help="auto (default): hooks for code/inference.py and framework images, else a serving container",
+    )
+    parser.add_argument(
+        "--serve-command",
+        help="the model server to start per worker (default: the model folder's `serve` executable)",
+    )
+    parser.add_argument(
+        "--container-startup-timeout", type=float, help="seconds for a model server's /ping to answer 200"
+    )
+    parser.add_argument(
+        "--object-parallelism",
+        choices=OBJECT_PARALLELISM_MODES,
+        help="cluster (default): an object's payloads go to every worker of the job; instance: only to "
+        "its instance's workers, as SageMaker places them (same payloads, same output bytes either way)",
+    )

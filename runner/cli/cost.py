@@ -1,0 +1,96 @@
+"""``batch-transform report`` (a job's timeline, throughput and cost against SageMaker) and
+``batch-transform prices`` (the price table those costs use: show it, or import AWS's own)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runner.cli.args import _config
+from runner.cli.console import EXIT_ERROR, EXIT_INVALID, EXIT_OK, err, out
+from runner.jobs.store import JobStore
+
+PRICES_HELP = "price table JSON (default: $BATCH_TRANSFORM_PRICES, else built-in)"
+
+
+def add_cost_parsers(sub: Any) -> None:
+    rep = sub.add_parser("report", help="timeline, throughput, worker use and cost of a job vs SageMaker")
+    rep.add_argument("name", help="TransformJobName")
+    rep.add_argument("--json", action="store_true", help="the report as JSON")
+    rep.add_argument(
+        "--png", metavar="FILE", help="also plot the timeline and costs to FILE (needs matplotlib)"
+    )
+    rep.add_argument("--prices", metavar="FILE", help=PRICES_HELP)
+    rep.set_defaults(func=cmd_report)
+
+    prices = sub.add_parser(
+        "prices", help="the price table `report` uses: show it, or make one from AWS's Price List"
+    )
+    psub = prices.add_subparsers(dest="prices_command", required=True)
+    show = psub.add_parser("show", help="print the table in use as JSON (the shape --prices reads)")
+    show.add_argument("--prices", metavar="FILE", help=PRICES_HELP)
+    imp = psub.add_parser(
+        "import",
+        help="turn AWS's Price List offer file for AmazonSageMaker (.../offers/v1.0/aws/AmazonSageMaker/"
+        "current/<region>/index.json) into a price table for --prices",
+    )
+    imp.add_argument("offer_file", help="the downloaded offer file (JSON)")
+    imp.add_argument("--region", help="the region to take (default: the file's only one)")
+    imp.add_argument("--out", metavar="FILE", help="write the table to FILE (default: print it)")
+    prices.set_defaults(func=cmd_prices)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from runner.cost.prices import PriceTableError, price_table
+    from runner.cost.report import build_report, plot_report, print_report
+
+    record = JobStore(_config(args).store_path).get_job(args.name)
+    try:
+        prices = price_table(args.prices, os.environ)
+    except PriceTableError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    report = build_report(record, prices)
+    if args.png:
+        try:
+            path = plot_report(report, args.png)
+        except RuntimeError as e:
+            err.print(f"error: {e}", highlight=False, markup=False)
+            return EXIT_ERROR
+        err.print(f"plot written to {path}", highlight=False)
+    if args.json:
+        out.print_json(json.dumps(report))
+    else:
+        print_report(report, out)
+    return EXIT_OK
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    from runner.cost.price_list import import_offer_file
+    from runner.cost.prices import PriceTableError, price_table
+
+    try:
+        if args.prices_command == "show":
+            table = price_table(args.prices, os.environ)
+        else:
+            table = import_offer_file(args.offer_file, args.region)
+    except PriceTableError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    text = json.dumps(table.to_json(), indent=1) + "\n"
+    if args.prices_command == "import":
+        priced = sum(p.sagemaker_usd_per_hour is not None for p in table.prices.values())
+        err.print(
+            f"{priced} of {len(table.prices)} ml types have a Batch Transform price for {table.region} "
+            f"(published {table.as_of})",
+            highlight=False,
+        )
+        if args.out:
+            Path(args.out).write_text(text)
+            err.print(f"written to {args.out}; use it with --prices {args.out}", highlight=False)
+            return EXIT_OK
+    out.file.write(text)
+    return EXIT_OK

@@ -1,0 +1,377 @@
+"""``batch-transform``: run | resume | validate | describe | list | stop | serve | s3 | report | compare.
+
+Exit codes: 0 success (job Completed; compare: equal), 1 job Failed (compare: different), 2 invalid
+request or usage, 3 other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from runner.cli.args import (
+    METRICS_FILE_HELP,
+    _add_engine_flags,
+    _add_input_flags,
+    _config,
+    _load_json,
+)
+from runner.cli.console import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, ProgressView, err, out
+from runner.cli.cost import add_cost_parsers
+from runner.cli.s3 import add_s3_parser
+from runner.config import (
+    SERVE_WARM_POOL_S,
+)
+from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
+from runner.server.faults import FaultMode
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.client.fallback import SageMakerRun, run_on_sagemaker, settings_for  # --prefer sagemaker
+    from runner.engine.job import run_job  # imports Ray: only for the commands that run jobs
+
+    request = _load_json(args.job, "job")
+    if args.job_name:
+        request["TransformJobName"] = args.job_name
+    model_request = _load_json(args.model, "model") if args.model else None
+    fallback = None
+    sagemaker = settings_for(
+        args.prefer, args.sagemaker_endpoint, args.sagemaker_start_deadline, args.sagemaker_timeout
+    )
+    if sagemaker is not None:
+        outcome = run_on_sagemaker(request, model_request, _config(args), sagemaker, _note)
+        if isinstance(outcome, SageMakerRun):
+            for line in outcome.summary():
+                out.print(line, highlight=False, markup=False)
+            return EXIT_OK if outcome.completed else EXIT_FAILED
+        fallback = outcome
+    view = ProgressView(args, str(request.get("TransformJobName", "")), _config(args).store_path)
+    t0 = time.monotonic()
+    try:
+        record = run_job(
+            request, _config(args), model_request=model_request, on_progress=view.callback(), on_note=_note
+        )
+    finally:
+        view.close()
+    code = _print_outcome(record, time.monotonic() - t0)
+    if fallback is not None:
+        out.print(fallback.engine_line, highlight=False, markup=False)
+    return code
+
+
+def _note(message: str) -> None:
+    err.print(f"note: {message}", highlight=False, markup=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    if args.endpoint_url:  # the server runs it, in the background, as it runs CreateTransformJob
+        from runner.client.remote import runner_operation
+
+        answer = runner_operation(args.endpoint_url, "ResumeTransformJob", {"TransformJobName": args.name})
+        out.print(
+            f"Transform job {args.name}: resumed on {args.endpoint_url} ({answer.get('TransformJobArn')}); "
+            f"follow it with: batch-transform describe {args.name} --endpoint-url {args.endpoint_url}",
+            highlight=False,
+            markup=False,
+        )
+        return EXIT_OK
+    from runner.engine.job import resume_job
+
+    view = ProgressView(args, args.name, _config(args).store_path)
+    t0 = time.monotonic()
+    try:
+        record = resume_job(args.name, _config(args), on_progress=view.callback(), on_note=_note)
+    finally:
+        view.close()
+    return _print_outcome(record, time.monotonic() - t0)
+
+
+def _print_outcome(record: JobRecord, elapsed: float) -> int:
+    counters = record.describe(epoch_times=False).get("x-runner", {})
+    output_path = record.request["TransformOutput"]["S3OutputPath"]
+    out.print(f"Transform job {record.name}: {record.status}", highlight=False)
+    if record.status is TransformJobStatus.COMPLETED:
+        out.print(f"Output: {output_path.rstrip('/')}/<input key>.out", highlight=False)
+    if record.failure_reason:
+        out.print(f"FailureReason: {record.failure_reason}", highlight=False)
+    if record.transform_start_time and record.transform_end_time:
+        busy = record.transform_end_time - record.transform_start_time
+        out.print(
+            f"Time: {elapsed:.1f}s in all, {busy:.1f}s from workers ready to the last output; "
+            f"{counters.get('records', 0):,} records, {counters.get('bytes_in', 0) / 1e6:,.1f} MB in, "
+            f"{counters.get('objects_done', 0)} of {counters.get('objects_total', 0)} objects written"
+            + (f" ({n} kept from before)" if (n := counters.get("objects_resumed")) else "")
+            + (f"; {q:,} records quarantined" if (q := counters.get("records_quarantined")) else ""),
+            highlight=False,
+        )
+    return EXIT_OK if record.status is TransformJobStatus.COMPLETED else EXIT_FAILED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.contract.spec import parse_transform_job
+    from runner.model.artifacts import parse_create_model
+
+    problems = []
+    try:
+        parse_transform_job(_load_json(args.job, "job"))
+    except SpecError as e:
+        problems += [f"{args.job}: {p}" for p in e.problems]
+    if args.model:
+        try:
+            parse_create_model(_load_json(args.model, "model"))
+        except SpecError as e:
+            problems += [f"{args.model}: {p}" for p in e.problems]
+    for p in problems:
+        out.print(p, highlight=False, markup=False)
+    if problems:
+        return EXIT_INVALID
+    out.print("valid")
+    return EXIT_OK
+
+
+def _remote_call(args: argparse.Namespace, operation: str, **kwargs: Any) -> dict[str, Any]:
+    from runner.client.remote import remote_call
+
+    return remote_call(args.endpoint_url, operation, **kwargs)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    if args.endpoint_url:
+        described = _remote_call(args, "describe_transform_job", TransformJobName=args.name)
+    else:
+        described = JobStore(_config(args).store_path).get_job(args.name).describe(epoch_times=False)
+    out.print_json(json.dumps(described, default=str))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.endpoint_url:
+        summaries = _remote_call(args, "list_transform_jobs", MaxResults=100)["TransformJobSummaries"]
+    else:
+        summaries = [r.summary(epoch_times=False) for r in JobStore(_config(args).store_path).list_jobs()]
+    if args.json:
+        out.print_json(json.dumps({"TransformJobSummaries": summaries}, default=str))
+        return EXIT_OK
+    table = Table("TransformJobName", "TransformJobStatus", "CreationTime", "FailureReason")
+    for s in summaries:
+        name, status = s["TransformJobName"], s["TransformJobStatus"]
+        table.add_row(name, status, str(s["CreationTime"]), (s.get("FailureReason") or "")[:80])
+    out.print(table)
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """StopTransformJob: InProgress -> Stopping; the process running the job aborts its uploads and
+    marks it Stopped (a `run` in another terminal polls the store for this)."""
+    if args.endpoint_url:
+        _remote_call(args, "stop_transform_job", TransformJobName=args.name)
+    else:
+        running = (TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING)
+        record = JobStore(_config(args).store_path).update_job_if(
+            args.name, running, status=TransformJobStatus.STOPPING
+        )
+        if record.status not in running:
+            raise JobError(
+                f"The request was rejected because the transform job is in status {record.status}."
+            )
+    err.print(f"stopping {args.name}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from runner.cost.compare import (
+        CompareUsageError,
+        Tolerance,
+        compare_prefixes,
+        comparison_json,
+        summary_lines,
+    )
+    from runner.errors import ObjectNotFoundError
+
+    try:
+        result = compare_prefixes(args.a, args.b, Tolerance(args.rel_tol, args.abs_tol), args.max_diffs)
+    except (CompareUsageError, ObjectNotFoundError) as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    if args.json:
+        out.print_json(json.dumps(comparison_json(result)))
+    else:
+        for line in summary_lines(result):
+            out.print(line, highlight=False, markup=False)
+    return EXIT_OK if result.equal else EXIT_FAILED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from runner.server.http import serve  # imports Ray: only for the commands that run jobs
+    from runner.server.sigv4 import identities_from_env
+
+    def ready(url: str) -> None:
+        err.print(
+            f"SageMaker API on {url} (jobs in {_config(args).store_path}); requests must be SigV4-signed "
+            "with this process's AWS_ACCESS_KEY_ID",
+            highlight=False,
+        )
+
+    try:
+        serve(
+            args.host,
+            args.port,
+            _config(args),
+            identities_from_env(),
+            args.allow_remote,
+            on_ready=ready,
+            fault=FaultMode(args.fault) if args.fault else None,
+        )
+    except ValueError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except OSError as e:
+        err.print(f"error: cannot serve on {args.host}:{args.port}: {e}", highlight=False, markup=False)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="batch-transform", description=__doc__)
+    p.add_argument("--home", help="where jobs, models and caches are kept (default: $BATCH_TRANSFORM_HOME)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a CreateTransformJob request to its end")
+    run.add_argument("job", help="CreateTransformJob request (JSON, as passed to boto3)")
+    run.add_argument("--model", help="CreateModel request (JSON) for the job's ModelName")
+    run.add_argument("--job-name", help="override TransformJobName (names are unique, as in SageMaker)")
+    _add_engine_flags(run)
+    _add_input_flags(run)
+    run.add_argument(
+        "--prefer",
+        choices=("ray", "sagemaker"),
+        default="ray",
+        help="sagemaker: submit the job to SageMaker (boto3's AWS configuration) and run it on Ray only "
+        "if SageMaker is unavailable (throttled, over quota, 5xx, unreachable, not started in time)",
+    )
+    run.add_argument(
+        "--sagemaker-endpoint", help="with --prefer sagemaker: this endpoint URL instead of AWS's"
+    )
+    run.add_argument(
+        "--sagemaker-start-deadline",
+        type=float,
+        help="with --prefer sagemaker: seconds for the job to start there before it is stopped and run on "
+        "Ray (default 900)",
+    )
+    run.add_argument(
+        "--sagemaker-timeout",
+        type=float,
+        help="with --prefer sagemaker: connect/read timeout per call (default 10)",
+    )
+    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--metrics-file", help=METRICS_FILE_HELP)
+    run.set_defaults(func=cmd_run)
+
+    res = sub.add_parser(
+        "resume",
+        help="finish a Failed, Stopped or orphaned job: only objects without a valid output run again",
+    )
+    res.add_argument("name", help="TransformJobName")
+    res.add_argument("--endpoint-url", help="resume it on this `batch-transform serve` (ResumeTransformJob)")
+    _add_engine_flags(res)
+    res.add_argument("--no-progress", action="store_true")
+    res.add_argument("--metrics-file", help=METRICS_FILE_HELP)
+    res.set_defaults(func=cmd_resume)
+
+    val = sub.add_parser("validate", help="check a request (and model) without running it")
+    val.add_argument("job")
+    val.add_argument("--model")
+    val.set_defaults(func=cmd_validate)
+
+    endpoint = "a `batch-transform serve` URL (or SageMaker's); default: the local job store"
+    desc = sub.add_parser("describe", help="DescribeTransformJob, as JSON")
+    desc.add_argument("name")
+    desc.add_argument("--endpoint-url", help=endpoint)
+    desc.set_defaults(func=cmd_describe)
+
+    lst = sub.add_parser("list", help="ListTransformJobs")
+    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--endpoint-url", help=endpoint)
+    lst.set_defaults(func=cmd_list)
+
+    stop = sub.add_parser("stop", help="StopTransformJob: uploads in flight are aborted, no partial .out")
+    stop.add_argument("name")
+    stop.add_argument("--endpoint-url", help=endpoint)
+    stop.set_defaults(func=cmd_stop)
+
+    srv = sub.add_parser("serve", help="a SageMaker-compatible API (boto3 sagemaker client, endpoint_url)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8090, help="default: 8090; 0 picks a free port")
+    srv.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
+    _add_engine_flags(srv)
+    _add_input_flags(srv)
+    srv.add_argument(
+        "--warm-pool-seconds",
+        type=float,
+        default=SERVE_WARM_POOL_S,
+        metavar="S",
+        help="keep a finished job's model workers S seconds for the next job of the same model and "
+        f"settings (default: {SERVE_WARM_POOL_S:g}; 0: stop them at each job's end)",
+    )
+    srv.add_argument(
+        "--fault",
+        choices=[str(m) for m in FaultMode],
+        help="play an unavailable SageMaker, for tests of `run --prefer sagemaker` (runner/server/faults.py)",
+    )
+    srv.set_defaults(func=cmd_serve)
+
+    add_s3_parser(sub)
+
+    add_cost_parsers(sub)
+
+    cmp = sub.add_parser(
+        "compare", help="compare the .out objects under two output prefixes, record by record"
+    )
+    cmp.add_argument("a", help="s3://bucket/prefix/ or file:///path/")
+    cmp.add_argument("b", help="s3://bucket/prefix/ or file:///path/")
+    cmp.add_argument("--rel-tol", type=float, default=0.0, help="relative tolerance for numbers (default 0)")
+    cmp.add_argument("--abs-tol", type=float, default=0.0, help="absolute tolerance for numbers (default 0)")
+    cmp.add_argument("--max-diffs", type=int, default=10, help="differences to show (default 10)")
+    cmp.add_argument("--json", action="store_true", help="the comparison as JSON")
+    cmp.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    if args.home:
+        import os
+
+        os.environ["BATCH_TRANSFORM_HOME"] = args.home
+    try:
+        return int(args.func(args))
+    except SpecError as e:
+        err.print("invalid request:", highlight=False)
+        for p in e.problems:
+            err.print(f"  - {p}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except ResourceInUseError as e:
+        err.print(f"ResourceInUse: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except JobError as e:
+        err.print(f"ValidationException: {e}", highlight=False, markup=False)
+        return EXIT_INVALID
+    except RunnerError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

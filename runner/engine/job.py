@@ -1,0 +1,408 @@
+"""A transform job from request to terminal status: validate -> plan -> start workers -> feed every
+object -> record the outcome. The driver only schedules; bytes flow between Ray tasks and actors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import ray
+
+from runner.config import RunnerConfig
+from runner.contract.instances import instance_spec
+from runner.contract.parameters import resolve
+from runner.contract.spec import (
+    TransformJobSpec,
+    parse_transform_job,
+)
+from runner.engine.feeder import (
+    FeedSettings,
+    input_knobs,
+    remote_warm,
+)
+from runner.engine.pool import WorkerPool
+from runner.engine.scheduler import aws_environment, counters_of, feed_all, feed_groups
+from runner.engine.sizing import check_fits, size_instances
+from runner.engine.warm import WARM_POOLS, pool_key
+from runner.engine.worker import WorkerTemplate, remote_probe_execution_parameters
+from runner.errors import (
+    Problem,
+    ResourceInUseError,
+    ResourceNotFoundError,
+    ResumeError,
+    RunnerError,
+    SpecError,
+)
+from runner.jobs.ledger import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
+from runner.jobs.owner import owner_id
+from runner.jobs.store import (
+    JobRecord,
+    JobStore,
+    TransformJobStatus,
+    in_use_message,
+    job_arn,
+    model_arn,
+)
+from runner.model.artifacts import (
+    ModelSpec,
+    artifact_key,
+    job_environment,
+    parse_create_model,
+    prefetch_model,
+)
+from runner.model.container import RuntimeSettings
+from runner.records.dataprocessing import processing_for
+from runner.records.plan import InputObject, plan_inputs
+from runner.records.quarantine import quarantine_for
+from runner.storage import storage_for
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+WARM_FEEDERS = 2
+WARM_WAIT_S = 10.0
+
+ProgressCallback = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    spec: TransformJobSpec
+    model: ModelSpec
+    objects: list[InputObject]
+    record: JobRecord
+    # Objects whose valid output a resumed job keeps (not in ``objects``, not run again).
+    resumed: int = 0
+
+
+def create_job(
+    request: Mapping[str, Any], store: JobStore, model_request: Mapping[str, Any] | None = None
+) -> PreparedJob:
+    """Everything CreateTransformJob checks synchronously; on success the job exists, InProgress."""
+    spec = parse_transform_job(request)
+    if model_request is not None:
+        model = parse_create_model(model_request)
+        if model.name.lower() != spec.model_name.lower():
+            raise SpecError(
+                [
+                    Problem(
+                        "modelName",
+                        spec.model_name,
+                        f"must name the model given with --model ({model.name!r})",
+                    )
+                ]
+            )
+        store.put_model(model.name, model_request)
+    else:
+        stored = store.get_model(spec.model_name)
+        if stored is None:
+            raise SpecError(
+                [
+                    Problem(
+                        "modelName", spec.model_name, f'Could not find model "{model_arn(spec.model_name)}".'
+                    )
+                ]
+            )
+        model = parse_create_model(stored)
+    try:
+        existing = store.get_job(spec.name)
+    except ResourceNotFoundError:
+        pass
+    else:
+        raise ResourceInUseError(in_use_message(existing.arn))
+    objects = plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
+    now = time.time()
+    record = JobRecord(
+        name=spec.name,
+        arn=job_arn(spec.name),
+        status=TransformJobStatus.IN_PROGRESS,
+        request=dict(spec.request),
+        creation_time=now,
+        last_modified_time=now,
+    )
+    store.create_job(record)
+    return PreparedJob(spec, model, objects, record)
+
+
+def ensure_ray(config: RunnerConfig) -> None:
+    if not ray.is_initialized():
+        ray.init(
+            address=config.ray_address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+
+
+def shutdown_ray() -> None:
+    """Disconnect from (or stop, when this process started it) the Ray that ``ensure_ray`` joined."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def run_job(
+    request: Mapping[str, Any],
+    config: RunnerConfig,
+    model_request: Mapping[str, Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> JobRecord:
+    """Create and run a job to its end; returns the final record. Bad requests raise, nothing runs."""
+    store = JobStore(config.store_path)
+    job = create_job(request, store, model_request)
+    return _run_to_end(job, store, config, on_progress, on_note)
+
+
+def resume_job(
+    name: str,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> JobRecord:
+    """Run a Failed, Stopped or orphaned job again over the objects without a valid output (resume.py)."""
+    store = JobStore(config.store_path)
+    job, knobs = prepare_resume(name, store, on_note or log.info)
+    # The first run's output knobs, whatever this command was given: the outputs must match.
+    return _run_to_end(job, store, replace(config, **knobs), on_progress, on_note)
+
+
+def prepare_resume(
+    name: str, store: JobStore, on_note: Callable[[str], None]
+) -> tuple[PreparedJob, dict[str, Any]]:
+    """Check that ``name`` can be resumed and set it InProgress again: the objects still to run and
+    the first run's output knobs. Raises ResumeError, and changes nothing, when it cannot."""
+    record = store.get_job(name)
+    check_resumable(store, record)
+    spec = parse_transform_job(record.request)
+    model_request = store.get_model(spec.model_name)
+    if model_request is None:
+        raise ResumeError(f"cannot resume transform job {name!r}: its model {spec.model_name!r} was deleted")
+    ledger = Ledger(store)
+    plan = ledger.plan(spec.name)
+    if plan is None:
+        raise ResumeError(
+            f"cannot resume transform job {name!r}: it has no ledger (it never started feeding objects)"
+        )
+    objects = plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
+    check_unchanged(spec.name, plan, objects, model_fingerprint(model_request))
+    valid = still_valid(objects, ledger.finished(spec.name))
+    todo = [o for o in objects if o.uri not in valid]
+    output_storage = storage_for(spec.transform_output.s3_output_path)
+    if todo and hasattr(output_storage, "abort_uploads"):  # left by a killed run; never become objects
+        output_storage.abort_uploads(o.output_uri for o in todo)
+    on_note(
+        f"resuming {spec.name}: {len(valid)} of {len(objects)} objects have a valid output and are kept; "
+        f"{len(todo)} to run"
+    )
+    record = store.update_job(
+        spec.name, status=TransformJobStatus.IN_PROGRESS, failure_reason=None, transform_end_time=None
+    )
+    return PreparedJob(spec, parse_create_model(model_request), todo, record, resumed=len(valid)), plan.knobs
+
+
+def _run_to_end(
+    job: PreparedJob,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    on_note: Callable[[str], None] | None,
+) -> JobRecord:
+    # Recorded so that `resume` can tell a job whose process died (kill -9) from a running one.
+    store.claim_job(job.spec.name, owner_id())
+    try:
+        return execute(
+            job, store, config, on_progress, on_note or log.info, stop_requested(store, job.spec.name)
+        )
+    except KeyboardInterrupt:
+        store.update_job(job.spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time())
+        raise
+    except RunnerError as e:
+        return _fail(store, job.spec.name, f"ClientError: {e}")
+    except Exception as e:  # a fault of ours: the job must still end, with a reason
+        log.exception("job %s failed", job.spec.name)
+        return _fail(store, job.spec.name, f"InternalServerError: {type(e).__name__}: {e}")
+
+
+def _fail(store: JobStore, name: str, reason: str) -> JobRecord:
+    return store.update_job(
+        name, status=TransformJobStatus.FAILED, failure_reason=reason[:1024], transform_end_time=time.time()
+    )
+
+
+def execute(
+    job: PreparedJob,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    on_note: Callable[[str], None],
+    should_stop: Callable[[], bool] | None = None,
+) -> JobRecord:
+    """Run a created job to its end. ``should_stop`` (StopTransformJob) is polled while objects are
+    fed; once true, running objects are cancelled (their uploads aborted) and the job ends Stopped."""
+    spec, model = job.spec, job.model
+    fingerprint = model_fingerprint(model.request)
+    if not job.resumed:
+        Ledger(store).begin(spec.name, fingerprint, job.objects, config)
+    # docs/contract.md §9 knobs: a combination that cannot work fails the job before workers start.
+    knobs, knob_notes = input_knobs(
+        config, spec.transform_input.content_type, spec.transform_input.split_type, processing_for(spec)
+    )
+    for note in knob_notes:
+        on_note(note)
+    # on_record_error (docs/contract.md §9); refused here if unworkable.
+    quarantine = quarantine_for(config, spec)
+    ensure_ray(config)
+    warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
+    # Read once here, so workers that find the artifacts cached under it make no S3 call.
+    model = replace(model, artifact_key=artifact_key(model.model_data_url))
+    if config.ray_address is None:  # the workers share this machine's cache: fill it meanwhile
+        prefetch_model(model, config.model_cache_dir)
+    # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
+    environment = {**aws_environment(), **job_environment(model, spec)}
+    cache_dir = str(config.model_cache_dir)
+    runtime = RuntimeSettings(
+        model_runtime=config.model_runtime,
+        serve_command=config.serve_command,
+        startup_timeout_s=config.container_startup_timeout_s,
+        invocations_timeout_s=spec.model_client_config.invocations_timeout_s,
+        invocations_max_retries=spec.model_client_config.invocations_max_retries,
+        log_dir=str(config.job_log_dir(spec.name)),
+        cwd=os.getcwd(),
+        install_requirements=config.install_requirements,
+    )
+    warm = config.warm_pool_s > 0
+    params = None
+    if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:
+        probe_key = (fingerprint, tuple(sorted(environment.items())))
+        known, params = WARM_POOLS.execution_parameters(probe_key) if warm else (False, None)
+        if not known:
+            params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir, runtime))
+            if warm:
+                WARM_POOLS.remember_parameters(probe_key, params)
+    resolved = resolve(spec, params)
+    runtime = replace(runtime, chunked=resolved.max_payload_mb == 0)
+    resources = spec.transform_resources
+    sizing = size_instances(
+        instance_spec(resources.instance_type),
+        resources.instance_count,
+        config.workers_per_instance or resolved.max_concurrent_transforms,
+        ray.cluster_resources(),
+        local=config.ray_address is None,
+    )
+    for note in sizing.notes:
+        on_note(note)
+    if config.ray_address is not None:
+        alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        check_fits(resources.instance_type, resources.instance_count, sizing, alive)
+    template = WorkerTemplate(
+        model,
+        environment,
+        sizing,
+        cache_dir,
+        spec.transform_input.content_type,
+        spec.transform_output.accept,
+        config.worker_ready_timeout_s,
+        runtime,
+    )
+    key = pool_key(fingerprint, template, resources.instance_count)
+    pool = WARM_POOLS.take(key) if warm else None
+    if pool is not None:
+        on_note(f"model workers: kept warm from an earlier job of model {spec.model_name}")
+    else:
+        WARM_POOLS.release_all()  # idle workers must not hold the CPUs this job's instances need
+        # A job of this process may park its pool while this one waits for room: on_wait frees it.
+        pool = WorkerPool.start(template, resources.instance_count, on_wait=WARM_POOLS.release_all)
+    park = False
+    model_runtime = pool.infos[0].get("runtime") if pool.infos else None
+    try:
+        if pool.infos:  # which runtime ran (in-process hooks or a serving container), for the job log
+            info = pool.infos[0]
+            server = (
+                f"; {info['server']} server, logs in {config.job_log_dir(spec.name)}"
+                if "server" in info
+                else ""
+            )
+            on_note(f"model runtime: {model_runtime} ({info.get('runtime_reason')}){server}")
+        ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
+        store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
+        limit_mb = resolved.max_payload_mb
+        settings = FeedSettings(
+            split_type=spec.transform_input.split_type,
+            compression=spec.transform_input.compression_type,
+            strategy=resolved.batch_strategy,
+            limit_bytes=limit_mb * MIB if limit_mb else None,
+            limit_mb=limit_mb,
+            assemble_with=spec.transform_output.assemble_with,
+            output_content_type=spec.transform_output.accept or "application/octet-stream",
+            kms_key_id=spec.transform_output.kms_key_id,
+            max_in_flight=len(feed_groups(pool, config)[0]) * config.in_flight_per_worker,
+            processing=processing_for(spec),
+            max_retries=spec.model_client_config.invocations_max_retries,
+            knobs=knobs,
+            replacer=pool.replacer(),
+            quarantine=quarantine,
+        )
+        results = feed_all(job, pool, settings, store, config, on_progress, should_stop)
+        stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
+        worker_stats = [] if stopped else pool.stats()  # busy workers would answer after their payloads
+        # Kept warm only when nothing went wrong: a lost or replaced worker, a failed object.
+        park = (
+            warm
+            and not stopped
+            and model_runtime == "hooks"
+            and all(r.ok and not r.workers_replaced for r in results)
+            and not any(w.get("lost") for w in worker_stats)
+        )
+    finally:
+        if park:
+            WARM_POOLS.park(key, pool, config.warm_pool_s)
+        else:
+            pool.shutdown()
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        log.error("%s", r.error)
+    counters = counters_of(job, results)
+    counters["workers"] = worker_stats
+    counters["model_runtime"] = model_runtime
+    if stopped:
+        return store.update_job(
+            spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time(), counters=counters
+        )
+    if failed:
+        first = failed[0]
+        return store.update_job(
+            spec.name,
+            status=TransformJobStatus.FAILED,
+            failure_reason=f"{first.error_kind}: {first.error}"[:1024],
+            transform_end_time=time.time(),
+            counters=counters,
+        )
+    return store.update_job(
+        spec.name, status=TransformJobStatus.COMPLETED, transform_end_time=time.time(), counters=counters
+    )
+
+
+def _unwrap(ref: Any) -> Any:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        raise (e.cause if e.cause is not None else e) from None
+
+
+def stop_requested(store: JobStore, name: str, every_s: float = 1.0) -> Callable[[], bool]:
+    """True once the job is Stopping in the store (``batch-transform stop``); read at most every_s."""
+    state = {"at": 0.0, "stop": False}
+
+    def check() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["at"] >= every_s:
+            state["at"] = now
+            state["stop"] = store.get_job(name).status is TransformJobStatus.STOPPING
+        return bool(state["stop"])
+
+    return check

@@ -1,0 +1,160 @@
+"""Model workers per instance: sizing from TransformResources, placement, start-up and shutdown.
+
+An "instance" is a Ray placement group of ``workers`` bundles packed on one node (STRICT_PACK), so
+an instance never straddles nodes, as a SageMaker instance would not. On a local Ray that the runner
+started, an instance bigger than the machine is scaled down to fit (and the job says so); on an
+existing cluster, instances that cannot be placed fail fast with the setting to change.
+
+Node labels: on an existing cluster (``--ray-address``) whose nodes advertise ml instance types as
+custom resources (``{"ml.m5.xlarge": 1}``, see ``instances.node_resources`` and docs/deploy.md),
+every bundle of an instance of type T also asks for ``1 / workers`` of resource T, so the instance
+lands on a node that stands for a T and such a node holds one instance. A cluster whose nodes
+advertise no ml type, and a local Ray, are placed on CPUs/GPUs alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+
+from runner.engine.replacer import ReplacerHandle
+from runner.engine.worker import WorkerTemplate, start_worker
+from runner.errors import WorkerStartupError
+
+log = logging.getLogger(__name__)
+
+PLACEMENT_TIMEOUT_S = 60.0
+PLACEMENT_POLL_S = 0.5
+
+
+@dataclass
+class WorkerPool:
+    """The started workers, grouped by instance."""
+
+    instances: list[list[Any]]
+    groups: list[PlacementGroup]
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    template: WorkerTemplate | None = None
+    _replacer: Any = field(default=None, repr=False)
+    # Kept warm from an earlier job (runner/engine/warm.py): its workers' counts when this job began.
+    _baseline: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(
+        cls, template: WorkerTemplate, count: int, on_wait: Callable[[], None] | None = None
+    ) -> WorkerPool:
+        """Place ``count`` instances and start their workers (model fetch and model_fn included).
+        ``on_wait`` is called every PLACEMENT_POLL_S while the instances cannot be placed yet."""
+        sizing, ready_timeout_s = template.sizing, template.ready_timeout_s
+        bundle = sizing.bundle()
+        groups = [placement_group([bundle] * sizing.workers, strategy="STRICT_PACK") for _ in range(count)]
+        pool = cls([], groups, template=template)
+        try:
+            placed = [g.ready() for g in groups]
+            deadline = time.monotonic() + PLACEMENT_TIMEOUT_S
+            while True:
+                left = deadline - time.monotonic()
+                ready, _ = ray.wait(placed, num_returns=count, timeout=max(0.0, min(PLACEMENT_POLL_S, left)))
+                if len(ready) == count or left <= PLACEMENT_POLL_S:
+                    break
+                if on_wait is not None:  # e.g. free workers kept warm since this job began waiting
+                    on_wait()
+            if len(ready) < count:
+                raise WorkerStartupError(
+                    f"only {len(ready)} of {count} instances of {sizing.workers} worker(s) "
+                    f"with {bundle} each "
+                    f"could be placed on this Ray cluster ({ray.cluster_resources()}) within "
+                    f"{PLACEMENT_TIMEOUT_S:g}s; lower TransformResources.InstanceCount, choose a smaller "
+                    "TransformResources.InstanceType, set --workers-per-instance, or add nodes"
+                )
+            pending = []
+            for group in groups:
+                workers = []
+                for b in range(sizing.workers):
+                    actor, ready = start_worker(template, group, b)
+                    pending.append(ready)
+                    workers.append(actor)
+                pool.instances.append(workers)
+            pool.infos = wait_ready(pending, ready_timeout_s)
+        except BaseException:
+            pool.shutdown()
+            raise
+        return pool
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per worker: pid, node, model load time, payloads done, seconds busy in the hooks."""
+        workers = [w for ws in self.instances for w in ws]
+        stats = []
+        for ref in [w.stats.remote() for w in workers]:
+            try:
+                stats.append(ray.get(ref))
+            except ray.exceptions.RayActorError:  # a worker that died during the job
+                stats.append({"lost": True})
+        if self._baseline is None:
+            return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
+        # A warm pool: this job's share of the counts; its model was loaded by an earlier job.
+        out = []
+        for info, s, base in zip(self.infos, stats, self._baseline, strict=True):
+            if "payloads" in s and "payloads" in base:
+                s = {
+                    **s,
+                    "payloads": s["payloads"] - base["payloads"],
+                    "busy_s": round(s["busy_s"] - base["busy_s"], 3),
+                }
+            out.append({**info, **s, "model_load_s": 0.0, "warm": True})
+        return out
+
+    def begin_job(self) -> None:
+        """A parked pool starts another job: its workers' counts from here."""
+        workers = [w for ws in self.instances for w in ws]
+        self._baseline = ray.get([w.stats.remote() for w in workers])
+
+    def end_job(self) -> None:
+        """Parked: the job's replacer, if a worker died, goes (the next job gets its own name)."""
+        if self._replacer is not None:
+            self._replacer.kill()
+            self._replacer = None
+
+    def replacer(self) -> Any:
+        """The job's ReplacerHandle (runner/engine/dispatch.py): the object tasks start its WorkerReplacer,
+        which puts a new worker in a dead one's place, when they first see a worker die."""
+        if self._replacer is None:
+            assert self.template is not None, "a started pool has its template"
+            name = f"batch-transform-replacer-{uuid.uuid4().hex}"
+            self._replacer = ReplacerHandle(name, self.template, self.groups, self.instances)
+        return self._replacer
+
+    def shutdown(self) -> None:
+        if self._replacer is not None:
+            self._replacer.kill()
+            self._replacer = None
+        for workers in self.instances:
+            for w in workers:
+                ray.kill(w)
+        for g in self.groups:
+            remove_placement_group(g)
+        self.instances, self.groups = [], []
+
+
+def wait_ready(pending: list[Any], timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    _, rest = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
+    if rest:
+        raise WorkerStartupError(
+            f"{len(rest)} of {len(pending)} model workers were not ready within {timeout_s:g}s "
+            "(model download and model_fn included); raise --worker-ready-timeout or check the model"
+        )
+    infos = []
+    for ref in pending:  # in start order, so infos line up with the workers
+        try:
+            infos.append(ray.get(ref, timeout=max(0.0, deadline - time.monotonic()) + 1))
+        except ray.exceptions.RayTaskError as e:
+            raise (e.cause if e.cause is not None else e) from None
+    return infos

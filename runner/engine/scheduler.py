@@ -1,0 +1,228 @@
+"""The driver's loop over a job's input objects: which instance's workers each object goes to, how
+many run at once, small objects grouped several to a task, live counters, the resume ledger, and
+stopping. Bytes never pass through here: each object's task reads, sends and writes them
+(runner/engine/feeder.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from runner.config import RunnerConfig
+from runner.engine.feeder import (
+    GROUP_OBJECTS,
+    SMALL_OBJECT_BYTES,
+    FeedSettings,
+    ObjectResult,
+    remote_run_objects,
+)
+from runner.engine.pool import WorkerPool
+from runner.jobs.ledger import Ledger
+from runner.jobs.store import JobStore
+from runner.records.plan import InputObject
+
+AWS_ENV_PREFIXES = ("AWS_",)
+POLL_S = 0.5
+STORE_EVERY_S = 2.0
+STOP_GRACE_S = 30.0  # for cancelled object tasks to abort their uploads before they are killed
+
+ProgressCallback = Callable[[Mapping[str, Any]], None]
+
+
+def aws_environment() -> dict[str, str]:
+    """The standard AWS settings the workers need for S3, passed as task arguments (not runtime_env,
+    which Ray writes to its logs)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIXES)}
+
+
+def counters_of(
+    job: Any, results: list[ObjectResult], live: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    done = [r for r in results if r.ok]
+    out: dict[str, Any] = {
+        "objects_total": len(job.objects) + job.resumed,
+        "objects_done": len(done) + job.resumed,
+        "objects_failed": len(results) - len(done),
+        "records": sum(r.records for r in results),
+        "payloads": sum(r.payloads for r in results),
+        "bytes_in": sum(r.bytes_in for r in results),
+        "bytes_out": sum(r.bytes_out for r in results),
+        "payloads_retried": sum(r.payloads_retried for r in results),
+        "workers_replaced": sum(r.workers_replaced for r in results),
+        "records_quarantined": sum(r.records_quarantined for r in results),
+    }
+    if live:
+        for k in ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced"):
+            out[k] = max(out[k], live.get(k, 0))
+    if job.resumed:
+        out["objects_resumed"] = job.resumed
+    feeders: dict[str, int] = {}
+    for r in results:
+        if r.node_id:
+            feeders[r.node_id] = feeders.get(r.node_id, 0) + 1
+    if feeders:
+        out["objects_by_node"] = feeders
+    firsts = [r.first_output_s for r in results if r.first_output_s is not None]
+    if firsts:
+        out["first_output_s"] = min(firsts)
+    # Where the feeders' time went, summed over objects (they overlap with the workers' time).
+    feeder: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            feeder[k] = feeder.get(k, 0.0) + v
+    if feeder:
+        out["feeder_s"] = {k: round(v, 3) for k, v in feeder.items()}
+    return out
+
+
+def _cancel_gracefully(running: dict[Any, int]) -> None:
+    """A KeyboardInterrupt in each object task: its multipart upload is aborted on the way out.
+    Waits, up to STOP_GRACE_S, for each task to end (its generator to be exhausted); the tasks that
+    ended leave ``running``, so only the others are force-cancelled (force-cancelling a generator
+    task that has ended can abort the driver inside Ray)."""
+    for generator in running:
+        ray.cancel(generator)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while running and time.monotonic() < deadline:
+        ready: list[Any] = ray.wait(
+            list(running), num_returns=1, timeout=max(0.0, deadline - time.monotonic())
+        )[0]
+        for task in ready:
+            try:
+                if _take(task) is END:
+                    running.pop(task)
+            except ray.exceptions.RayError:  # cancelled: its end
+                running.pop(task)
+
+
+END = object()  # what _take returns for an exhausted object task
+
+
+def _take(task: Any) -> Any:
+    """The next thing an object task yielded, once ray.wait says it is there: the counts since its
+    last yield, its results (a list), or END. A task counts as done only once END is taken: until the
+    driver has seen a generator's end, Ray does not hand its process to the next task (measured:
+    20,000 small objects started 47 processes instead of 5)."""
+    try:
+        return ray.get(next(task))
+    except StopIteration:
+        return END
+
+
+def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
+    """The workers an object's payloads may go to: its instance's (SageMaker's way), or with
+    object_parallelism=cluster every worker of the job, so one big object can use the whole cluster."""
+    if config.object_parallelism == "cluster":
+        return [[w for workers in pool.instances for w in workers]]
+    return [list(workers) for workers in pool.instances]
+
+
+def instance_nodes(pool: WorkerPool) -> list[str | None]:
+    """The node each instance's placement group landed on (from its first worker's info)."""
+    nodes, at = [], 0
+    for workers in pool.instances:
+        info = pool.infos[at] if at < len(pool.infos) else {}
+        nodes.append(info.get("node_id"))
+        at += len(workers)
+    return nodes
+
+
+def take_batch(queue: deque[InputObject], slots: int) -> list[InputObject]:
+    """The next task's objects: a large object alone, or up to GROUP_OBJECTS small ones in a row, few
+    enough that each of the job's ``slots`` (object tasks in flight) still gets a share."""
+    batch = [queue.popleft()]
+    if batch[0].size > SMALL_OBJECT_BYTES:
+        return batch
+    size = min(GROUP_OBJECTS, -(-(len(queue) + 1) // max(1, slots)))
+    while queue and len(batch) < size and queue[0].size <= SMALL_OBJECT_BYTES:
+        batch.append(queue.popleft())
+    return batch
+
+
+def feed_all(
+    job: Any,
+    pool: WorkerPool,
+    settings: FeedSettings,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[ObjectResult]:
+    """Objects go to instances as instances free up, a few at a time per instance."""
+    aws_env = aws_environment()
+    ledger = Ledger(store)
+    by_uri = {o.uri: o for o in job.objects}
+    finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
+    live: dict[str, int] = {}  # what the running tasks yielded: counts for the live view
+    queue = deque(job.objects)
+    running: dict[Any, int] = {}
+    groups = feed_groups(pool, config)
+    nodes = instance_nodes(pool)
+    objects_per_group = config.objects_in_flight_per_instance * len(pool.instances) // len(groups)
+    per_instance = [0] * len(groups)
+    started = [0] * len(groups)  # objects started per group: rotates their first worker
+    tasks = [0] * len(groups)  # tasks started per group: rotates their node in cluster mode
+    results: list[ObjectResult] = []
+    last_store = time.monotonic()
+    try:
+        while queue or running:
+            if should_stop is not None and should_stop():
+                _cancel_gracefully(running)
+                break
+            for i, workers in enumerate(groups):
+                while queue and per_instance[i] < objects_per_group:
+                    # The object's task (S3 read, split, upload) runs beside its workers, not on the
+                    # driver's node: its instance's node, or in cluster mode each instance's in turn.
+                    home = nodes[i] if len(groups) == len(nodes) else nodes[tasks[i] % len(nodes)]
+                    batch = take_batch(queue, len(groups) * objects_per_group)
+                    task = (
+                        remote_run_objects.options(
+                            scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=True)
+                        )
+                        if home
+                        else remote_run_objects
+                    )
+                    generator = task.remote(batch, settings, workers, aws_env, started[i])
+                    started[i] += len(batch)
+                    tasks[i] += 1
+                    running[generator] = i
+                    per_instance[i] += 1
+            ready = ray.wait(list(running), num_returns=1, timeout=POLL_S)[0]
+            while ready:  # everything the tasks have yielded by now, not one item per loop
+                for generator in ready:
+                    item = _take(generator)
+                    if item is END:
+                        per_instance[running.pop(generator)] -= 1
+                    elif isinstance(item, dict):
+                        for k, v in item.items():
+                            live[k] = live.get(k, 0) + v
+                    else:
+                        for result in item:
+                            results.append(result)
+                            if result.ok:  # the ledger `resume` reads; the output's ETag proves it is ours
+                                finished.append((by_uri[result.uri], result.output_etag))
+                ready = ray.wait(list(running), num_returns=len(running), timeout=0)[0] if running else []
+            if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
+                counters = counters_of(job, results, live)
+                if on_progress is not None:
+                    on_progress(counters)
+                if time.monotonic() - last_store >= STORE_EVERY_S:
+                    store.update_job(job.spec.name, counters=counters)
+                    ledger.record(job.spec.name, finished)
+                    finished.clear()
+                    last_store = time.monotonic()
+    except KeyboardInterrupt:  # Ctrl-C: stop like StopTransformJob, then let it propagate
+        _cancel_gracefully(running)
+        raise
+    finally:
+        ledger.record(job.spec.name, finished)  # a killed driver loses at most STORE_EVERY_S of them
+        for generator in running:
+            ray.cancel(generator, force=True)
+    return results

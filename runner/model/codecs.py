@@ -1,0 +1,330 @@
+"""Default request decoders and response encoders of the SageMaker serving toolkits.
+
+Users' scripts rely on the exact bytes of each: ``TK_*`` port aws/sagemaker-inference-toolkit
+``decoder.py``/``encoder.py`` (base and PyTorch images: ``np.genfromtxt``/``np.savetxt`` for CSV),
+``CONTAINERS_*`` port aws/sagemaker-containers ``_encoders.py`` (scikit-learn and XGBoost images: the
+``csv`` module both ways). ``application/jsonlines`` is this runner's addition to both. Decoders take
+the body as the toolkit hands it over (``str`` for JSON and CSV, else ``bytes``); encoders return
+``str`` or ``bytes``. CSV of plain numbers is parsed by pyarrow; anything pyarrow could read
+differently goes to the toolkit's own function. The default hooks of each image family built
+from these are in ``default_hooks.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from runner.errors import UnsupportedFormatError
+
+JSON = "application/json"
+CSV = "text/csv"
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+JSONLINES = "application/jsonlines"
+ANY = "*/*"
+UTF8_TYPES = (JSON, CSV)  # the only types whose body reaches a hook as str (toolkit UTF8_TYPES)
+LIBSVM = "text/libsvm"
+X_LIBSVM = "text/x-libsvm"
+RECORDIO_PROTOBUF = "application/x-recordio-protobuf"
+
+Decoder = Callable[[Any], Any]
+Encoder = Callable[[Any], "str | bytes"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _plain_numeric_csv(data: bytes, *, blank_lines: bool) -> np.ndarray | None:
+    """The body as a 2-D float64 array when every cell is a number pyarrow reads exactly as Python's
+    ``float`` does; ``None`` when the toolkit's parser must decide (comments, quotes, blanks, NaN
+    spellings, a BOM, a bare CR, ragged rows, ...)."""
+    if not data or data.startswith(_BOM) or b"#" in data or b'"' in data:
+        return None
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None  # pyarrow ends a line at a bare CR; genfromtxt and csv.reader do not
+    if not blank_lines and (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
+        return None  # csv.reader yields an empty row for a blank line; pyarrow skips it
+    first = data.split(b"\n", 1)[0]
+    names = [f"f{i}" for i in range(first.count(b",") + 1)]
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=names),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64())),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if any(column.null_count for column in table.columns):
+        return None  # an empty cell or a NaN spelling: genfromtxt/astype know their own rules
+    out = np.empty((table.num_rows, len(names)), dtype=np.float64)
+    for i, column in enumerate(table.columns):
+        start = 0
+        for chunk in column.chunks:
+            out[start : start + len(chunk), i] = float_values(chunk)
+            start += len(chunk)
+    return out
+
+
+def float_values(array: pa.Array) -> np.ndarray:
+    """A null-free float array's values, zero-copy. Not ``Array.to_numpy``: its first call imports
+    pandas where it is installed, ~0.5 CPU-s in every model worker."""
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
+    )
+
+
+# ---- decoders ---------------------------------------------------------------------------------
+
+
+def decode_json(data: str | bytes) -> np.ndarray:
+    return np.array(json.loads(data))
+
+
+def decode_csv(data: str | bytes) -> np.ndarray:
+    """``np.genfromtxt(StringIO(s), delimiter=",")``: float64, blank cells NaN, squeezed.
+
+    The toolkit itself passes ``dtype=None`` (integer columns stay int64); the runner's contract
+    (docs/contract.md §5.2, §8) fixes float64, which is what the scikit-learn image produces too."""
+    fast = _plain_numeric_csv(_as_bytes(data), blank_lines=True)
+    if fast is not None:
+        return np.squeeze(fast)
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    if not text.strip():
+        return np.array([], dtype=np.float64)  # what genfromtxt returns, without its warning
+    return np.genfromtxt(io.StringIO(text), delimiter=",")
+
+
+def decode_csv_rows(data: str | bytes) -> np.ndarray:
+    """sagemaker-containers ``csv_to_numpy``: ``csv.reader`` rows, squeezed, cast to float64; cells
+    that are not numbers leave the array as strings (the caller's cast then names the cell)."""
+    fast = _plain_numeric_csv(_as_bytes(data), blank_lines=False)
+    if fast is not None:
+        return np.squeeze(fast)
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    try:
+        rows = list(
+            csv.reader(io.StringIO(text), delimiter=",", quotechar='"', doublequote=True, strict=True)
+        )
+        array = np.array(rows).squeeze()
+    except (csv.Error, ValueError) as e:
+        raise ValueError(f"Error while decoding csv: {e}") from e
+    try:
+        return array.astype(np.float64)
+    except ValueError:
+        return array
+
+
+def decode_npy(data: str | bytes) -> Any:
+    return np.load(io.BytesIO(_as_bytes(data)), allow_pickle=True)
+
+
+def decode_npz(data: str | bytes) -> Any:
+    try:
+        import scipy.sparse
+    except ImportError as e:
+        raise ImportError(
+            "decoding application/x-npz needs scipy (scipy.sparse.load_npz); install scipy in the "
+            "worker environment or implement input_fn"
+        ) from e
+    return scipy.sparse.load_npz(io.BytesIO(_as_bytes(data)))
+
+
+def decode_jsonlines(data: str | bytes) -> np.ndarray:
+    lines = _as_bytes(data).splitlines()
+    return np.array([json.loads(line) for line in lines if line.strip()])
+
+
+# ---- encoders ---------------------------------------------------------------------------------
+
+
+def _tolist(value: Any) -> Any:
+    # numpy arrays and scalars (np.float32, np.int64, ...) become Python values, as in the toolkits.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return json.JSONEncoder().default(value)
+
+
+def encode_json(prediction: Any) -> str:
+    return json.dumps(prediction, default=_tolist)
+
+
+def _plain_numeric_rows(prediction: Any) -> str | None:
+    """Numeric 1-D/2-D arrays written as ``"%s"`` would write them, with Python's float/int ``str``
+    (identical to numpy's for float64, integers and booleans; float32 differs, so it is left out)."""
+    if not isinstance(prediction, np.ndarray) or prediction.size == 0 or prediction.ndim not in (1, 2):
+        return None
+    if prediction.dtype != np.float64 and prediction.dtype.kind not in "iub":
+        return None
+    rows = prediction.tolist()
+    if prediction.ndim == 1:
+        return "\n".join(map(str, rows)) + "\n"
+    return "\n".join(",".join(map(str, row)) for row in rows) + "\n"
+
+
+def encode_csv(prediction: Any) -> str:
+    """``np.savetxt(buf, prediction, delimiter=",", fmt="%s")``: one ``\\n``-ended line per row."""
+    array = np.asarray(prediction)
+    fast = _plain_numeric_rows(array)
+    if fast is not None:
+        return fast
+    buffer = io.StringIO()
+    np.savetxt(buffer, array, delimiter=",", fmt="%s")
+    return buffer.getvalue()
+
+
+def encode_csv_rows(prediction: Any) -> str:
+    """sagemaker-containers ``array_to_csv``: a 1-D array is a column; ``csv.writer`` quoting."""
+    array = np.array(prediction)
+    if array.ndim == 1:
+        array = array.reshape(array.shape[0], 1)
+    fast = _plain_numeric_rows(array)
+    if fast is not None:
+        return fast
+    buffer = io.StringIO()
+    writer = csv.writer(
+        buffer, lineterminator="\n", delimiter=",", quotechar='"', doublequote=True, strict=True
+    )
+    try:
+        writer.writerows(array)
+    except csv.Error as e:
+        raise ValueError(f"Error while encoding csv: {e}") from e
+    return buffer.getvalue()
+
+
+def encode_npy(prediction: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, prediction)
+    return buffer.getvalue()
+
+
+def encode_jsonlines(prediction: Any) -> str:
+    rows = prediction.tolist() if isinstance(prediction, np.ndarray) else prediction
+    if not isinstance(rows, (list, tuple)):
+        rows = [rows]
+    return "".join(json.dumps(row, default=_tolist) + "\n" for row in rows)
+
+
+# ---- XGBoost DMatrix decoders (sagemaker-xgboost-container encoder.py) -------------------------
+
+
+def _xgboost() -> Any:
+    try:
+        import xgboost
+    except ImportError as e:
+        raise ImportError(
+            "the XGBoost default input_fn needs the xgboost package in the worker environment"
+        ) from e
+    return xgboost
+
+
+def decode_csv_dmatrix(data: str | bytes) -> Any:
+    """``csv_to_dmatrix``: delimiter sniffed from the first line, empty cells NaN. Like the
+    container, a leading or trailing newline makes the rows ragged and fails."""
+    xgb = _xgboost()
+    text = data if isinstance(data, str) else bytes(data).decode()
+    sniffed = csv.Sniffer().sniff(text.split("\n")[0][:512]).delimiter
+    delimiter = "," if sniffed.isalnum() else sniffed
+    rows = [["nan" if cell == "" else cell for cell in line.split(delimiter)] for line in text.split("\n")]
+    return xgb.DMatrix(np.array(rows).astype(np.float64))
+
+
+def decode_libsvm_dmatrix(data: str | bytes) -> Any:
+    """``libsvm_to_dmatrix``: ``index:value`` tokens, 1-based indices shifted to 0-based."""
+    xgb = _xgboost()
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    rows: list[dict[int, float]] = []
+    for line in text.strip().split("\n"):
+        row = {}
+        for token in line.strip().split():
+            if ":" in token:
+                index, value = token.split(":", 1)
+                row[int(index)] = float(value)
+        rows.append(row)
+    if not any(rows):
+        return xgb.DMatrix(np.empty((0, 0)))
+    indices = [i for row in rows for i in row]
+    offset = 1 if min(indices) >= 1 else 0
+    out = np.zeros((len(rows), max(indices) - offset + 1))
+    for r, row in enumerate(rows):
+        for column, cell in row.items():
+            out[r, column - offset] = cell
+    return xgb.DMatrix(out)
+
+
+def decode_recordio_dmatrix(data: str | bytes) -> Any:
+    raise UnsupportedFormatError(
+        f"Content type {RECORDIO_PROTOBUF} is decoded by the XGBoost container's own protobuf reader, "
+        "which the in-process runtime does not include; implement input_fn or run the model in a container"
+    )
+
+
+# ---- registries -------------------------------------------------------------------------------
+
+TK_DECODERS: Mapping[str, Decoder] = MappingProxyType(
+    {JSON: decode_json, CSV: decode_csv, NPY: decode_npy, NPZ: decode_npz, JSONLINES: decode_jsonlines}
+)
+TK_ENCODERS: Mapping[str, Encoder] = MappingProxyType(
+    {JSON: encode_json, CSV: encode_csv, NPY: encode_npy, JSONLINES: encode_jsonlines}
+)
+CONTAINERS_DECODERS: Mapping[str, Decoder] = MappingProxyType(
+    {JSON: decode_json, CSV: decode_csv_rows, NPY: decode_npy, JSONLINES: decode_jsonlines}
+)
+CONTAINERS_ENCODERS: Mapping[str, Encoder] = MappingProxyType(
+    {JSON: encode_json, CSV: encode_csv_rows, NPY: encode_npy, JSONLINES: encode_jsonlines}
+)
+DMATRIX_DECODERS: Mapping[str, Decoder] = MappingProxyType(
+    {
+        CSV: decode_csv_dmatrix,
+        LIBSVM: decode_libsvm_dmatrix,
+        X_LIBSVM: decode_libsvm_dmatrix,
+        RECORDIO_PROTOBUF: decode_recordio_dmatrix,
+    }
+)
+
+
+def unsupported(content_type: str | None, supported: Mapping[str, Any], hook: str) -> UnsupportedFormatError:
+    """The toolkit's 415 text, plus the types the default hook does handle."""
+    verb = "decodes" if hook == "input_fn" else "encodes"
+    return UnsupportedFormatError(
+        f"Content type {content_type} is not supported by this framework. The default {hook} {verb} "
+        f"{', '.join(supported)}; implement {hook} for other types.",
+        hook=hook,
+    )
+
+
+def decode(data: Any, content_type: str | None, decoders: Mapping[str, Decoder]) -> Any:
+    """Exact content-type match, as the toolkits do (``text/csv; charset=utf-8`` is not ``text/csv``)."""
+    decoder = decoders.get(content_type) if content_type is not None else None
+    if decoder is None:
+        raise unsupported(content_type, decoders, "input_fn")
+    return decoder(data)
+
+
+def encode_first(prediction: Any, accept: str, encoders: Mapping[str, Encoder]) -> tuple[str | bytes, str]:
+    """Inference toolkit: the first type of the Accept list (spaces removed) that has an encoder."""
+    for content_type in accept.replace(" ", "").split(","):
+        encoder = encoders.get(content_type)
+        if encoder is not None:
+            return encoder(prediction), content_type
+    raise unsupported(accept, encoders, "output_fn")
+
+
+def encode_exact(prediction: Any, accept: str, encoders: Mapping[str, Encoder]) -> str | bytes:
+    """sagemaker-containers: the whole Accept value must name an encoder."""
+    encoder = encoders.get(accept)
+    if encoder is None:
+        raise unsupported(accept, encoders, "output_fn")
+    return encoder(prediction)
