@@ -155,7 +155,7 @@ def test_scaling(
         assert done.returncode == 0, done.output
         record = JobStore(RunnerConfig(home=home).store_path).get_job(name)
         assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-        counters = record.counters
+        counters = record.describe()["x-runner"]
         assert counters["records"] == OBJECTS * ROWS
         payloads: dict[str, int] = {}
         for w in counters["workers"]:

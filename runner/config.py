@@ -7,18 +7,46 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 HOME_ENV = "BATCH_TRANSFORM_HOME"
 WORKER_READY_TIMEOUT_S = 600
 DEFAULT_IN_FLIGHT_PER_WORKER = 2
 DEFAULT_OBJECTS_IN_FLIGHT_PER_INSTANCE = 4
-CSV_HEADER_MODES = ("none", "first-line")
 CONTAINER_STARTUP_TIMEOUT_S = 600
-MODEL_RUNTIMES = ("auto", "hooks", "container")
-ON_RECORD_ERROR_MODES = ("fail_object", "quarantine")
-OBJECT_PARALLELISM_MODES = ("instance", "cluster")
 SERVE_WARM_POOL_S = 30.0
+
+
+class ModelRuntime(StrEnum):
+    """How a worker runs the model (the values are the ``--model-runtime`` choices)."""
+
+    AUTO = "auto"  # decide per model (runner/model/artifacts.py ``choose_runtime``)
+    HOOKS = "hooks"  # in process: code/inference.py or a framework image's defaults
+    CONTAINER = "container"  # a SageMaker-style serving container (/ping, /invocations)
+
+
+class CsvHeader(StrEnum):
+    NONE = "none"
+    FIRST_LINE = "first-line"  # line 1 of each text/csv object is a header atop every payload
+
+
+class OnRecordError(StrEnum):
+    FAIL_OBJECT = "fail_object"  # SageMaker's: the object fails
+    QUARANTINE = "quarantine"  # bad records written aside, left out of the .out
+
+
+class ObjectParallelism(StrEnum):
+    INSTANCE = "instance"  # an object's payloads go to its instance's workers (SageMaker's placement)
+    CLUSTER = "cluster"  # to every worker of the job; same payloads, same .out
+
+
+def choice_of(enum: type[StrEnum], field: str, value: object) -> StrEnum:
+    try:
+        return enum(str(value))
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum)
+        raise ValueError(f"{field} must be one of {allowed}; got {value!r}") from None
 
 
 def data_home(environ: dict[str, str] | None = None) -> Path:
@@ -51,14 +79,14 @@ class RunnerConfig:
     install_requirements: bool = True
     # "auto": in-process hooks for models with code/inference.py and framework images, a serving
     # container for other Images; "hooks" / "container" force one (runner/model/container.py).
-    model_runtime: str = "auto"
+    model_runtime: ModelRuntime = ModelRuntime.AUTO
     # The container's server in process mode; None = the `serve` executable in the model folder.
     serve_command: str | None = None
     # How long GET /ping may take to answer 200 after a model server starts.
     container_startup_timeout_s: float = CONTAINER_STARTUP_TIMEOUT_S
     # Input/output extensions (docs/contract.md §9; off = SageMaker's bytes). "first-line": line 1 of each
     # text/csv object split by Line is a header sent atop every payload, not a record.
-    csv_header: str = "none"
+    csv_header: CsvHeader = CsvHeader.NONE
     # With csv_header first-line: write the header once atop each .out.
     csv_header_in_output: bool = False
     # text/csv split by Line: a newline inside RFC 4180 quotes does not end a record.
@@ -68,39 +96,30 @@ class RunnerConfig:
     # A payload the model fails on (a hook raises, the container answers 4xx/5xx): "fail_object" fails
     # its object (SageMaker's); "quarantine" bisects it to the failing records, writes them under
     # quarantine_path (s3:// or file://, outside S3OutputPath) and leaves them out of the .out.
-    on_record_error: str = "fail_object"
+    on_record_error: OnRecordError = OnRecordError.FAIL_OBJECT
     quarantine_path: str | None = None
     # "cluster": one object's payloads go to every worker of every instance (docs/contract.md §9), not only
     # to its instance's; packing and output bytes are unchanged, and each worker still runs one
     # payload at a time. The default: one 400k-row object on 2 instances ran at 106k-169k rows/s
     # against 95k-97k with "instance" (benchmarks/RESULTS.md).
-    object_parallelism: str = "cluster"
+    object_parallelism: ObjectParallelism = ObjectParallelism.CLUSTER
     # Seconds a finished job's model workers stay warm for the next job of the same model and
     # settings in this process (runner/engine/warm.py); 0: shut down at the job's end. `serve` keeps them
     # SERVE_WARM_POOL_S by default, `run` (one job a process) does not.
     warm_pool_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.model_runtime not in MODEL_RUNTIMES:
-            raise ValueError(
-                f"model_runtime must be one of {', '.join(MODEL_RUNTIMES)}; got {self.model_runtime!r}"
-            )
-        if self.object_parallelism not in OBJECT_PARALLELISM_MODES:
-            raise ValueError(
-                f"object_parallelism must be one of {', '.join(OBJECT_PARALLELISM_MODES)}; "
-                f"got {self.object_parallelism!r}"
-            )
-        if self.on_record_error not in ON_RECORD_ERROR_MODES:
-            raise ValueError(
-                f"on_record_error must be one of {', '.join(ON_RECORD_ERROR_MODES)}; "
-                f"got {self.on_record_error!r}"
-            )
+        # Plain strings are accepted (CLI flags, Python callers) and become the enums.
+        choices = {
+            "model_runtime": ModelRuntime,
+            "object_parallelism": ObjectParallelism,
+            "on_record_error": OnRecordError,
+            "csv_header": CsvHeader,
+        }
+        for name, enum in choices.items():
+            object.__setattr__(self, name, choice_of(enum, name, getattr(self, name)))
         if self.warm_pool_s < 0:
             raise ValueError(f"warm_pool_s must be 0 or more seconds; got {self.warm_pool_s!r}")
-        if self.csv_header not in CSV_HEADER_MODES:
-            raise ValueError(
-                f"csv_header must be one of {', '.join(CSV_HEADER_MODES)}; got {self.csv_header!r}"
-            )
 
     @property
     def data_dir(self) -> Path:

@@ -18,6 +18,7 @@ what is allowed::
     ├── WorkerStartupError        workers could not be placed or started (names the setting to change)
     ├── WorkerLostError           model workers died on a payload more times than the retries allow
     ├── ResumeError               a job cannot be resumed (still running, input or model changed)
+    ├── MissingExtraError         an optional dependency is not installed (names the extra to install)
     └── JobError                  job-store conflicts: duplicate name (ResourceInUse), unknown job
         ├── ResourceInUseError
         └── ResourceNotFoundError
@@ -144,6 +145,14 @@ class ResourceInUseError(JobError):
 
 class ResourceNotFoundError(JobError):
     """No job or model with this name exists."""
+
+
+class MissingExtraError(RunnerError):
+    """An optional dependency is missing. ``extra`` is the package extra that installs it."""
+
+    def __init__(self, message: str, extra: str = "") -> None:
+        self.extra = extra
+        super().__init__(message)
 
 
 class ResumeError(RunnerError):

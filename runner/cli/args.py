@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.console import EXIT_INVALID, err
-from runner.config import (
-    CSV_HEADER_MODES,
-    MODEL_RUNTIMES,
-    OBJECT_PARALLELISM_MODES,
-    ON_RECORD_ERROR_MODES,
-    RunnerConfig,
-)
+from runner.config import CsvHeader, ModelRuntime, ObjectParallelism, OnRecordError, RunnerConfig
 
 METRICS_FILE_HELP = (
     "keep the job's counters in this file in Prometheus' text format (node_exporter textfile collector)"
@@ -68,7 +62,7 @@ def _add_input_flags(parser: argparse.ArgumentParser) -> None:
     byte for byte."""
     parser.add_argument(
         "--csv-header",
-        choices=CSV_HEADER_MODES,
+        choices=[m.value for m in CsvHeader],
         help="first-line: line 1 of each text/csv object (SplitType Line) is a header, sent atop every "
         "payload and not counted as a record (default: none)",
     )
@@ -90,7 +84,7 @@ def _add_input_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--on-record-error",
-        choices=ON_RECORD_ERROR_MODES,
+        choices=[m.value for m in OnRecordError],
         help="quarantine: a payload the model fails on is bisected to its failing records, which are "
         "written to --quarantine-path and left out of the .out; the job goes on (default: fail_object, "
         "SageMaker's: the object fails)",
@@ -116,7 +110,7 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     """How the model runs: in-process hooks or a serving container (runner/model/container.py)."""
     parser.add_argument(
         "--model-runtime",
-        choices=MODEL_RUNTIMES,
+        choices=[m.value for m in ModelRuntime],
         help="auto (default): hooks for code/inference.py and framework images, else a serving container",
     )
     parser.add_argument(
@@ -128,7 +122,7 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--object-parallelism",
-        choices=OBJECT_PARALLELISM_MODES,
+        choices=[m.value for m in ObjectParallelism],
         help="cluster (default): an object's payloads go to every worker of the job; instance: only to "
         "its instance's workers, as SageMaker places them (same payloads, same output bytes either way)",
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner.errors import JobError
+from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobStore
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
@@ -42,20 +43,17 @@ class ProgressView:
         self._bar: Progress | None = None
         self._task: Any = None
 
-    def callback(self) -> Callable[[Mapping[str, Any]], None] | None:
+    def callback(self) -> Callable[[JobCounters], None] | None:
         return self.update if self.show or self.metrics_file else None
 
-    def update(self, c: Mapping[str, Any]) -> None:
+    def update(self, c: JobCounters) -> None:
         self.write_metrics()
         if not self.show:
             return
         elapsed = max(time.monotonic() - self.start, 1e-6)
-        rate = c.get("records", 0) / elapsed
-        mb = c.get("bytes_in", 0) / 1e6
-        text = (
-            f"records {c.get('records', 0):,} · {mb:,.1f} MB in · {rate:,.0f} records/s · "
-            f"{c.get('objects_failed', 0)} failed"
-        )
+        rate = c.records / elapsed
+        mb = c.bytes_in / 1e6
+        text = f"records {c.records:,} · {mb:,.1f} MB in · {rate:,.0f} records/s · {c.objects_failed} failed"
         if self.live:
             if self._bar is None:
                 self._bar = Progress(
@@ -67,16 +65,12 @@ class ProgressView:
                     console=err,
                 )
                 self._bar.start()
-                self._task = self._bar.add_task(text, total=c.get("objects_total"))
-            self._bar.update(
-                self._task, completed=c.get("objects_done", 0) + c.get("objects_failed", 0), description=text
-            )
+                self._task = self._bar.add_task(text, total=c.objects_total)
+            self._bar.update(self._task, completed=c.objects_done + c.objects_failed, description=text)
         elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
             self._last_line = time.monotonic()
-            done = c.get("objects_done", 0) + c.get("objects_failed", 0)
-            err.print(
-                f"[{elapsed:6.1f}s] objects {done}/{c.get('objects_total', '?')} · {text}", highlight=False
-            )
+            done = c.objects_done + c.objects_failed
+            err.print(f"[{elapsed:6.1f}s] objects {done}/{c.objects_total} · {text}", highlight=False)
 
     def write_metrics(self, force: bool = False) -> None:
         """The job as the store has it (counters every few seconds), in Prometheus' text format."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.cli.args import _config
 from runner.cli.console import EXIT_ERROR, EXIT_INVALID, EXIT_OK, err, out
+from runner.errors import MissingExtraError
 from runner.jobs.store import JobStore
 
 PRICES_HELP = "price table JSON (default: $BATCH_TRANSFORM_PRICES, else built-in)"
@@ -57,7 +58,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.png:
         try:
             path = plot_report(report, args.png)
-        except RuntimeError as e:
+        except MissingExtraError as e:
             err.print(f"error: {e}", highlight=False, markup=False)
             return EXIT_ERROR
         err.print(f"plot written to {path}", highlight=False)

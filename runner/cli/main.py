@@ -30,6 +30,7 @@ from runner.config import (
     SERVE_WARM_POOL_S,
 )
 from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
+from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
 from runner.server.faults import FaultMode
 
@@ -95,7 +96,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _print_outcome(record: JobRecord, elapsed: float) -> int:
-    counters = record.describe(epoch_times=False).get("x-runner", {})
+    c = record.counters if record.counters is not None else JobCounters()
     output_path = record.request["TransformOutput"]["S3OutputPath"]
     out.print(f"Transform job {record.name}: {record.status}", highlight=False)
     if record.status is TransformJobStatus.COMPLETED:
@@ -106,10 +107,10 @@ def _print_outcome(record: JobRecord, elapsed: float) -> int:
         busy = record.transform_end_time - record.transform_start_time
         out.print(
             f"Time: {elapsed:.1f}s in all, {busy:.1f}s from workers ready to the last output; "
-            f"{counters.get('records', 0):,} records, {counters.get('bytes_in', 0) / 1e6:,.1f} MB in, "
-            f"{counters.get('objects_done', 0)} of {counters.get('objects_total', 0)} objects written"
-            + (f" ({n} kept from before)" if (n := counters.get("objects_resumed")) else "")
-            + (f"; {q:,} records quarantined" if (q := counters.get("records_quarantined")) else ""),
+            f"{c.records:,} records, {c.bytes_in / 1e6:,.1f} MB in, "
+            f"{c.objects_done} of {c.objects_total} objects written"
+            + (f" ({c.objects_resumed} kept from before)" if c.objects_resumed else "")
+            + (f"; {c.records_quarantined:,} records quarantined" if c.records_quarantined else ""),
             highlight=False,
         )
     return EXIT_OK if record.status is TransformJobStatus.COMPLETED else EXIT_FAILED

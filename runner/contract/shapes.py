@@ -39,6 +39,14 @@ def _input_shape(operation: str) -> Shape:
         raise ValueError(f"sagemaker has no operation {operation!r}") from e
 
 
+@functools.cache
+def output_max_length(operation: str, member: str) -> int:
+    """The ``max`` botocore's model sets on a member of an operation's answer (DescribeTransformJob's
+    FailureReason: 1024)."""
+    shape = _service_model().operation_model(operation).output_shape.members[member]
+    return int(shape.metadata["max"])
+
+
 def validate_request(operation: str, request: Mapping[str, Any]) -> list[Problem]:
     """Every shape problem of a sagemaker ``operation`` input (botocore model rules, all maxima included)."""
     problems: list[Problem] = []

@@ -29,6 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from runner.cost.prices import PriceTable, ec2_twin
+from runner.extras import require
+from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobRecord
 
 MB = 1e6
@@ -54,7 +56,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The report as plain data. Seconds in ``timeline`` count from CreationTime."""
     d = record.describe()
-    c: Mapping[str, Any] = d.get("x-runner", {})
+    c = record.counters if record.counters is not None else JobCounters()
     resources = d.get("TransformResources") or {}
     instance_type = str(resources.get("InstanceType", "?"))
     count = int(resources.get("InstanceCount", 1))
@@ -67,7 +69,7 @@ def build_report(
         end = now if now is not None else time.time()
         notes.append(f"the job is {record.status} (not finished): figures are up to {_iso(end)}")
     run_s = None if start is None else max(end - start, 0.0)
-    first_output = c.get("first_output_s")
+    first_output = c.first_output_s
 
     timeline = {
         "created": _iso(created),
@@ -86,27 +88,27 @@ def build_report(
         )
 
     workers = []
-    for w in c.get("workers", []):
-        busy = float(w.get("busy_s", 0.0))
+    for w in c.workers or ():
+        busy = w.busy_s or 0.0
         workers.append(
             {
-                "pid": w.get("pid"),
-                "node_id": w.get("node_id"),
-                "family": w.get("family"),
-                "model_load_s": _r(w.get("model_load_s")),
-                "payloads": w.get("payloads", 0),
+                "pid": w.pid,
+                "node_id": w.node_id,
+                "family": w.family,
+                "model_load_s": _r(w.model_load_s),
+                "payloads": w.payloads or 0,
                 "busy_s": _r(busy),
                 "busy_share": _r(busy / run_s if run_s else None, 4),
             }
         )
 
-    records, bytes_in, bytes_out = c.get("records", 0), c.get("bytes_in", 0), c.get("bytes_out", 0)
+    records, bytes_in, bytes_out = c.records, c.bytes_in, c.bytes_out
     throughput = {
-        "objects_total": c.get("objects_total", 0),
-        "objects_done": c.get("objects_done", 0),
-        "objects_failed": c.get("objects_failed", 0),
+        "objects_total": c.objects_total,
+        "objects_done": c.objects_done,
+        "objects_failed": c.objects_failed,
         "records": records,
-        "payloads": c.get("payloads", 0),
+        "payloads": c.payloads,
         "bytes_in": bytes_in,
         "bytes_out": bytes_out,
         "records_per_s": _r(records / run_s if run_s else None, 2),
@@ -240,14 +242,9 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
 
 def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     """A PNG: the timeline (model loads, ready, first output, end, each worker's busy share) and the
-    two costs. Needs matplotlib (the ``bench`` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise RuntimeError("--png needs matplotlib: pip install 'batch-transform-runner[bench]'") from e
+    two costs. Needs matplotlib (the ``plots`` extra)."""
+    require("matplotlib", "plots", "report --png").use("Agg")
+    import matplotlib.pyplot as plt
 
     t, cost, workers = report["timeline"], report["cost"], report["workers"]
     ready = t["workers_ready_s"] or 0.0

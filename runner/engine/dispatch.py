@@ -27,8 +27,10 @@ from typing import Any
 
 import ray
 
+from runner.engine.calls import cause_of
 from runner.engine.replacer import Replacement, ReplacerHandle
 from runner.errors import RunnerError, WorkerLostError
+from runner.jobs.counters import ObjectCounts
 from runner.records.batching import Payload, PayloadRecords
 from runner.records.quarantine import BadRecord, error_text, is_record_error
 from runner.records.splitters import Splitter
@@ -77,7 +79,7 @@ class Dispatcher:
         workers: list[Any],
         name: str,
         max_tries: int,
-        counts: dict[str, int],
+        counts: ObjectCounts,
         replacer: ReplacerHandle | None = None,
         bisection: Bisection | None = None,
         current: Any = None,
@@ -153,8 +155,7 @@ class Dispatcher:
             try:
                 ray.get(ref)
             except ray.exceptions.RayError as e:
-                cause = e.cause if isinstance(e, ray.exceptions.RayTaskError) and e.cause is not None else e
-                self._lose(slot, f"its replacement failed to start: {cause}")
+                self._lose(slot, f"its replacement failed to start: {cause_of(e)}")
         if block and not ready:  # the earliest deadline passed with nothing ready
             for slot, (_, d) in list(self.starting.items()):
                 if d <= time.monotonic():
@@ -180,7 +181,7 @@ class Dispatcher:
             return
         self._install(slot, r)
         if r.started:
-            self.counts["workers_replaced"] = self.counts.get("workers_replaced", 0) + 1
+            self.counts.workers_replaced += 1
 
     def _install(self, slot: int, r: Replacement) -> None:
         """Use ``r`` in ``slot`` once its model is loaded (a call sent earlier could run before setup)."""
@@ -218,7 +219,7 @@ class Dispatcher:
                         f"transforming it and no worker is left to retry it on; {made} {budget}"
                         f"{self._why()}: {e}"
                     ) from None
-                self.counts["payloads_retried"] += 1
+                self.counts.payloads_retried += 1
                 item = self._send(item.payload, slot, item.tries + 1)
 
     def result(self, item: Outstanding) -> list[Piece]:
@@ -238,7 +239,7 @@ class Dispatcher:
         if stop - first == 1:
             part = records.part(first, stop)
             self.quarantined.append(BadRecord(part.first_record, part.byte_offset, error_text(error)))
-            self.counts["records_quarantined"] = self.counts.get("records_quarantined", 0) + 1
+            self.counts.records_quarantined += 1
             return []
         middle = (first + stop) // 2
         halves: Sequence[tuple[int, int]] = ((first, middle), (middle, stop))

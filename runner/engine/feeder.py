@@ -14,16 +14,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
 
 from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.engine.calls import cause_of
 from runner.engine.dispatch import Bisection, Dispatcher, ObjectStopped, Outstanding
 from runner.engine.replacer import current_workers
 from runner.errors import RunnerError
-from runner.jobs.counters import ProgressSink
+from runner.jobs.counters import ObjectCounts, ProgressSink
 from runner.records.assembly import OutputAssembler
 from runner.records.batching import Payload, pack, pack_whole, pack_with_header
 from runner.records.columnar import pack_columnar
@@ -45,8 +46,6 @@ SMALL_OBJECT_BYTES = 1024 * 1024
 GROUP_OBJECTS = 32
 GROUP_THREADS = 8
 WAIT_STEP_S = 0.2  # how long the task's own thread blocks at a time (see run_objects)
-# What an object task counts (progress, and its ObjectResult).
-COUNTS = ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced", "records_quarantined")
 
 
 @dataclass(frozen=True)
@@ -82,15 +81,10 @@ class ObjectResult:
     ok: bool
     error: str = ""
     error_kind: str = ""
-    records: int = 0
-    payloads: int = 0
-    bytes_in: int = 0
+    counts: ObjectCounts = field(default_factory=ObjectCounts)
     bytes_out: int = 0
     first_output_s: float | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
-    payloads_retried: int = 0
-    workers_replaced: int = 0
-    records_quarantined: int = 0
     node_id: str = ""  # where this object's task (read, split, upload) ran
     output_etag: str = ""  # the committed .out's ETag, for the resume ledger
 
@@ -153,7 +147,7 @@ def payloads_of(
 
 def failure(obj: InputObject, e: BaseException) -> tuple[str, str]:
     """(message, kind) for an object that failed; user-side faults are ClientErrors, as SageMaker's."""
-    cause = e.cause if isinstance(e, ray.exceptions.RayTaskError) and e.cause is not None else e
+    cause = cause_of(e)
     if isinstance(cause, RunnerError):
         text = str(cause)
         return (text if obj.name in text else f"{obj.name}: {text}"), "ClientError"
@@ -181,7 +175,7 @@ def run_objects(
     workers: list[Any],
     aws_env: Mapping[str, str],
     first_worker: int = 0,
-) -> Iterator[dict[str, int] | list[ObjectResult]]:
+) -> Iterator[ObjectCounts | list[ObjectResult]]:
     """One object task: a large object alone, or several small ones (``scheduler.take_batch``),
     ``GROUP_THREADS`` at a time: one task, one process and one result for the driver instead of one
     each per object, which is what small objects cost. Object k starts at worker
@@ -233,14 +227,15 @@ def transform_object(
     ``first_worker`` so objects of one payload each still use every worker. Once ``stop`` is set the
     object ends before its commit (ObjectStopped), so a stopped job writes no more outputs."""
     t0 = time.perf_counter()
-    counts = dict.fromkeys(COUNTS, 0)
-    reported = dict.fromkeys(counts, 0)
+    counts = ObjectCounts()
+    reported = ObjectCounts()
     first_output_s: float | None = None
     timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
 
     def report() -> None:
-        sink.add({k: counts[k] - reported[k] for k in counts})
-        reported.update(counts)
+        nonlocal reported
+        sink.add(counts.minus(reported))
+        reported = counts.copy()
 
     def check_stop() -> None:
         if stop is not None and stop.is_set():
@@ -317,9 +312,9 @@ def transform_object(
                     window.append(dispatcher.submit(p, start + p.index))
                     originals = processor.take(p.record_count) if processor is not None else []
                     pending.append((originals, p.first_record, p.index))
-                    counts["records"] += p.record_count
-                    counts["payloads"] += 1
-                    counts["bytes_in"] += len(p.data)
+                    counts.records += p.record_count
+                    counts.payloads += 1
+                    counts.bytes_in += len(p.data)
                     check_stop()
                     # Write what is already done, so output starts early and memory stays low.
                     while window and ray.wait([window[0].ref], timeout=0)[0]:
@@ -346,12 +341,7 @@ def transform_object(
             obj.uri,
             obj.output_uri,
             True,
-            records=counts["records"],
-            payloads=counts["payloads"],
-            bytes_in=counts["bytes_in"],
-            payloads_retried=counts["payloads_retried"],
-            workers_replaced=counts["workers_replaced"],
-            records_quarantined=counts["records_quarantined"],
+            counts=counts,
             bytes_out=out.bytes_out,
             first_output_s=first_output_s,
             timings={**timings, "total_s": time.perf_counter() - t0},
@@ -367,11 +357,8 @@ def transform_object(
             False,
             error=message,
             error_kind=kind,
-            records=counts["records"],
-            payloads=counts["payloads"],
-            bytes_in=counts["bytes_in"],
-            payloads_retried=counts["payloads_retried"],
-            workers_replaced=counts["workers_replaced"],
+            # A failed object writes no quarantine file: its records are not counted as quarantined.
+            counts=replace(counts, records_quarantined=0),
             node_id=ray.get_runtime_context().get_node_id(),
         )
 

@@ -13,22 +13,19 @@ from typing import Any
 
 import ray
 
-from runner.config import RunnerConfig
+from runner.config import ModelRuntime, RunnerConfig
 from runner.contract.instances import instance_spec
-from runner.contract.parameters import resolve
+from runner.contract.parameters import Resolved, resolve
 from runner.contract.spec import (
     TransformJobSpec,
     parse_transform_job,
 )
-from runner.engine.feeder import (
-    FeedSettings,
-    input_knobs,
-    remote_warm,
-)
+from runner.engine.calls import ray_get
+from runner.engine.feeder import FeedSettings, ObjectResult, remote_warm
 from runner.engine.pool import WorkerPool
 from runner.engine.scheduler import aws_environment, counters_of, feed_all, feed_groups
 from runner.engine.sizing import check_fits, size_instances
-from runner.engine.warm import WARM_POOLS, pool_key
+from runner.engine.warm import WARM_POOLS, PoolKey, pool_key
 from runner.engine.worker import WorkerTemplate, remote_probe_execution_parameters
 from runner.errors import (
     Problem,
@@ -38,12 +35,14 @@ from runner.errors import (
     RunnerError,
     SpecError,
 )
+from runner.jobs.counters import JobCounters
 from runner.jobs.ledger import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
 from runner.jobs.owner import owner_id
 from runner.jobs.store import (
     JobRecord,
     JobStore,
     TransformJobStatus,
+    failure_reason,
     in_use_message,
     job_arn,
     model_arn,
@@ -55,10 +54,11 @@ from runner.model.artifacts import (
     parse_create_model,
     prefetch_model,
 )
-from runner.model.container import RuntimeSettings
+from runner.model.runtime import RuntimeSettings
 from runner.records.dataprocessing import processing_for
+from runner.records.knobs import InputKnobs, input_knobs
 from runner.records.plan import InputObject, plan_inputs
-from runner.records.quarantine import quarantine_for
+from runner.records.quarantine import Quarantine, quarantine_for
 from runner.storage import storage_for
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ MIB = 1024 * 1024
 WARM_FEEDERS = 2
 WARM_WAIT_S = 10.0
 
-ProgressCallback = Callable[[Mapping[str, Any]], None]
+ProgressCallback = Callable[[JobCounters], None]
 
 
 @dataclass(frozen=True)
@@ -221,17 +221,46 @@ def _run_to_end(
     except KeyboardInterrupt:
         store.update_job(job.spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time())
         raise
-    except RunnerError as e:
-        return _fail(store, job.spec.name, f"ClientError: {e}")
-    except Exception as e:  # a fault of ours: the job must still end, with a reason
-        log.exception("job %s failed", job.spec.name)
-        return _fail(store, job.spec.name, f"InternalServerError: {type(e).__name__}: {e}")
+    except Exception as e:  # the job must still end, with a reason
+        return store.update_job(
+            job.spec.name,
+            status=TransformJobStatus.FAILED,
+            failure_reason=failure_reason_for(e),
+            transform_end_time=time.time(),
+        )
 
 
-def _fail(store: JobStore, name: str, reason: str) -> JobRecord:
-    return store.update_job(
-        name, status=TransformJobStatus.FAILED, failure_reason=reason[:1024], transform_end_time=time.time()
-    )
+def failure_reason_for(error: BaseException) -> str:
+    """FailureReason for a job that an exception ended: ``ClientError: …`` for an error the runner
+    raises on purpose (a bad input, model or setting), ``InternalServerError: …`` for a fault of ours
+    (logged with its traceback)."""
+    if isinstance(error, RunnerError):
+        return failure_reason(f"ClientError: {error}")
+    log.error("job failed on an internal error", exc_info=error)
+    return failure_reason(f"InternalServerError: {type(error).__name__}: {error}")
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    """What a job settles before any worker starts: checks that can refuse it, and its settings."""
+
+    knobs: InputKnobs
+    quarantine: Quarantine | None
+    model: ModelSpec  # with the artifacts' key read once, so that cached workers make no S3 call
+    environment: Mapping[str, str]  # what the model sees (and the AWS settings workers need for S3)
+    runtime: RuntimeSettings
+    fingerprint: str
+
+
+@dataclass
+class StartedWorkers:
+    """The job's model workers, ready, and how the job's execution parameters resolved."""
+
+    pool: WorkerPool
+    resolved: Resolved
+    runtime: RuntimeSettings
+    warm: bool  # workers may be kept for the next job (RunnerConfig.warm_pool_s)
+    key: PoolKey
 
 
 def execute(
@@ -242,29 +271,61 @@ def execute(
     on_note: Callable[[str], None],
     should_stop: Callable[[], bool] | None = None,
 ) -> JobRecord:
-    """Run a created job to its end. ``should_stop`` (StopTransformJob) is polled while objects are
-    fed; once true, running objects are cancelled (their uploads aborted) and the job ends Stopped."""
+    """Run a created job to its end: set up, start the workers, feed every object, record the
+    outcome. ``should_stop`` (StopTransformJob) is polled while objects are fed; once true, running
+    objects are cancelled (their uploads aborted) and the job ends Stopped."""
+    setup = set_up(job, store, config, on_note)
+    ensure_ray(config)
+    warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
+    if config.ray_address is None:  # the workers share this machine's cache: fill it meanwhile
+        prefetch_model(setup.model, config.model_cache_dir)
+    workers = start_workers(job, setup, config, on_note)
+    park = False
+    try:
+        ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
+        results = feed(job, setup, workers, store, config, on_progress, should_stop)
+        stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
+        worker_stats = (
+            [] if stopped else workers.pool.stats()
+        )  # busy workers would answer after their payloads
+        # Kept warm only when nothing went wrong: a lost or replaced worker, a failed object.
+        park = (
+            workers.warm
+            and not stopped
+            and _runtime_of(workers.pool) is ModelRuntime.HOOKS
+            and all(r.ok and not r.counts.workers_replaced for r in results)
+            and not any(w.lost for w in worker_stats)
+        )
+    finally:
+        if park:
+            WARM_POOLS.park(workers.key, workers.pool, config.warm_pool_s)
+        else:
+            workers.pool.shutdown()
+    counters = replace(
+        counters_of(job, results), workers=tuple(worker_stats), model_runtime=_runtime_of(workers.pool)
+    )
+    return record_outcome(job, store, results, counters, stopped)
+
+
+def set_up(
+    job: PreparedJob, store: JobStore, config: RunnerConfig, on_note: Callable[[str], None]
+) -> JobSetup:
+    """The checks that refuse a job before any worker starts (docs/contract.md §9 knobs that cannot
+    work together, an unworkable quarantine), the resume ledger's plan, and the workers' settings."""
     spec, model = job.spec, job.model
     fingerprint = model_fingerprint(model.request)
     if not job.resumed:
         Ledger(store).begin(spec.name, fingerprint, job.objects, config)
-    # docs/contract.md §9 knobs: a combination that cannot work fails the job before workers start.
     knobs, knob_notes = input_knobs(
         config, spec.transform_input.content_type, spec.transform_input.split_type, processing_for(spec)
     )
     for note in knob_notes:
         on_note(note)
-    # on_record_error (docs/contract.md §9); refused here if unworkable.
     quarantine = quarantine_for(config, spec)
-    ensure_ray(config)
-    warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
     # Read once here, so workers that find the artifacts cached under it make no S3 call.
     model = replace(model, artifact_key=artifact_key(model.model_data_url))
-    if config.ray_address is None:  # the workers share this machine's cache: fill it meanwhile
-        prefetch_model(model, config.model_cache_dir)
     # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
     environment = {**aws_environment(), **job_environment(model, spec)}
-    cache_dir = str(config.model_cache_dir)
     runtime = RuntimeSettings(
         model_runtime=config.model_runtime,
         serve_command=config.serve_command,
@@ -275,17 +336,31 @@ def execute(
         cwd=os.getcwd(),
         install_requirements=config.install_requirements,
     )
+    return JobSetup(knobs, quarantine, model, environment, runtime, fingerprint)
+
+
+def start_workers(
+    job: PreparedJob, setup: JobSetup, config: RunnerConfig, on_note: Callable[[str], None]
+) -> StartedWorkers:
+    """Resolve the execution parameters (asking the model when the request leaves one unset), size
+    the instances for this cluster, and start their workers, or take a pool kept warm for them."""
+    spec = job.spec
+    cache_dir = str(config.model_cache_dir)
     warm = config.warm_pool_s > 0
     params = None
     if spec.max_concurrent_transforms is None or spec.max_payload_mb is None or spec.batch_strategy is None:
-        probe_key = (fingerprint, tuple(sorted(environment.items())))
+        probe_key = (setup.fingerprint, tuple(sorted(setup.environment.items())))
         known, params = WARM_POOLS.execution_parameters(probe_key) if warm else (False, None)
         if not known:
-            params = _unwrap(remote_probe_execution_parameters.remote(model, environment, cache_dir, runtime))
+            params = ray_get(
+                remote_probe_execution_parameters.remote(
+                    setup.model, setup.environment, cache_dir, setup.runtime
+                )
+            )
             if warm:
                 WARM_POOLS.remember_parameters(probe_key, params)
     resolved = resolve(spec, params)
-    runtime = replace(runtime, chunked=resolved.max_payload_mb == 0)
+    runtime = replace(setup.runtime, chunked=resolved.max_payload_mb == 0)
     resources = spec.transform_resources
     sizing = size_instances(
         instance_spec(resources.instance_type),
@@ -300,8 +375,8 @@ def execute(
         alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         check_fits(resources.instance_type, resources.instance_count, sizing, alive)
     template = WorkerTemplate(
-        model,
-        environment,
+        setup.model,
+        setup.environment,
         sizing,
         cache_dir,
         spec.transform_input.content_type,
@@ -309,7 +384,7 @@ def execute(
         config.worker_ready_timeout_s,
         runtime,
     )
-    key = pool_key(fingerprint, template, resources.instance_count)
+    key = pool_key(setup.fingerprint, template, resources.instance_count)
     pool = WARM_POOLS.take(key) if warm else None
     if pool is not None:
         on_note(f"model workers: kept warm from an earlier job of model {spec.model_name}")
@@ -317,81 +392,70 @@ def execute(
         WARM_POOLS.release_all()  # idle workers must not hold the CPUs this job's instances need
         # A job of this process may park its pool while this one waits for room: on_wait frees it.
         pool = WorkerPool.start(template, resources.instance_count, on_wait=WARM_POOLS.release_all)
-    park = False
-    model_runtime = pool.infos[0].get("runtime") if pool.infos else None
-    try:
-        if pool.infos:  # which runtime ran (in-process hooks or a serving container), for the job log
-            info = pool.infos[0]
-            server = (
-                f"; {info['server']} server, logs in {config.job_log_dir(spec.name)}"
-                if "server" in info
-                else ""
-            )
-            on_note(f"model runtime: {model_runtime} ({info.get('runtime_reason')}){server}")
-        ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
-        store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
-        limit_mb = resolved.max_payload_mb
-        settings = FeedSettings(
-            split_type=spec.transform_input.split_type,
-            compression=spec.transform_input.compression_type,
-            strategy=resolved.batch_strategy,
-            limit_bytes=limit_mb * MIB if limit_mb else None,
-            limit_mb=limit_mb,
-            assemble_with=spec.transform_output.assemble_with,
-            output_content_type=spec.transform_output.accept or "application/octet-stream",
-            kms_key_id=spec.transform_output.kms_key_id,
-            max_in_flight=len(feed_groups(pool, config)[0]) * config.in_flight_per_worker,
-            processing=processing_for(spec),
-            max_retries=spec.model_client_config.invocations_max_retries,
-            knobs=knobs,
-            replacer=pool.replacer(),
-            quarantine=quarantine,
-        )
-        results = feed_all(job, pool, settings, store, config, on_progress, should_stop)
-        stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
-        worker_stats = [] if stopped else pool.stats()  # busy workers would answer after their payloads
-        # Kept warm only when nothing went wrong: a lost or replaced worker, a failed object.
-        park = (
-            warm
-            and not stopped
-            and model_runtime == "hooks"
-            and all(r.ok and not r.workers_replaced for r in results)
-            and not any(w.get("lost") for w in worker_stats)
-        )
-    finally:
-        if park:
-            WARM_POOLS.park(key, pool, config.warm_pool_s)
-        else:
-            pool.shutdown()
+    if pool.infos:  # which runtime runs the model (in-process hooks or a serving container)
+        info = pool.infos[0]
+        server = f"; {info.server} server, logs in {config.job_log_dir(spec.name)}" if info.server else ""
+        on_note(f"model runtime: {info.runtime} ({info.runtime_reason}){server}")
+    return StartedWorkers(pool, resolved, runtime, warm, key)
+
+
+def feed(
+    job: PreparedJob,
+    setup: JobSetup,
+    workers: StartedWorkers,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> list[ObjectResult]:
+    """Every object through the workers; TransformStartTime is when they are ready (SageMaker bills
+    from there)."""
+    spec, resolved, pool = job.spec, workers.resolved, workers.pool
+    store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
+    limit_mb = resolved.max_payload_mb
+    settings = FeedSettings(
+        split_type=spec.transform_input.split_type,
+        compression=spec.transform_input.compression_type,
+        strategy=resolved.batch_strategy,
+        limit_bytes=limit_mb * MIB if limit_mb else None,
+        limit_mb=limit_mb,
+        assemble_with=spec.transform_output.assemble_with,
+        output_content_type=spec.transform_output.accept or "application/octet-stream",
+        kms_key_id=spec.transform_output.kms_key_id,
+        max_in_flight=len(feed_groups(pool, config)[0]) * config.in_flight_per_worker,
+        processing=processing_for(spec),
+        max_retries=spec.model_client_config.invocations_max_retries,
+        knobs=setup.knobs,
+        replacer=pool.replacer(),
+        quarantine=setup.quarantine,
+    )
+    return feed_all(job, pool, settings, store, config, on_progress, should_stop)
+
+
+def record_outcome(
+    job: PreparedJob, store: JobStore, results: list[ObjectResult], counters: JobCounters, stopped: bool
+) -> JobRecord:
+    """The job's end: Stopped, Failed with the first failed object's error, or Completed."""
+    name = job.spec.name
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("%s", r.error)
-    counters = counters_of(job, results)
-    counters["workers"] = worker_stats
-    counters["model_runtime"] = model_runtime
     if stopped:
-        return store.update_job(
-            spec.name, status=TransformJobStatus.STOPPED, transform_end_time=time.time(), counters=counters
+        status, reason = TransformJobStatus.STOPPED, None
+    elif failed:
+        status, reason = (
+            TransformJobStatus.FAILED,
+            failure_reason(f"{failed[0].error_kind}: {failed[0].error}"),
         )
-    if failed:
-        first = failed[0]
-        return store.update_job(
-            spec.name,
-            status=TransformJobStatus.FAILED,
-            failure_reason=f"{first.error_kind}: {first.error}"[:1024],
-            transform_end_time=time.time(),
-            counters=counters,
-        )
-    return store.update_job(
-        spec.name, status=TransformJobStatus.COMPLETED, transform_end_time=time.time(), counters=counters
-    )
+    else:
+        status, reason = TransformJobStatus.COMPLETED, None
+    changes: dict[str, Any] = {"failure_reason": reason} if reason else {}
+    return store.update_job(name, status=status, transform_end_time=time.time(), counters=counters, **changes)
 
 
-def _unwrap(ref: Any) -> Any:
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as e:
-        raise (e.cause if e.cause is not None else e) from None
+def _runtime_of(pool: WorkerPool) -> ModelRuntime | None:
+    runtime = pool.infos[0].runtime if pool.infos else None
+    return ModelRuntime(runtime) if runtime else None
 
 
 def stop_requested(store: JobStore, name: str, every_s: float = 1.0) -> Callable[[], bool]:

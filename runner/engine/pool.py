@@ -18,15 +18,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
+from runner.engine.calls import ray_get
 from runner.engine.replacer import ReplacerHandle
 from runner.engine.worker import WorkerTemplate, start_worker
 from runner.errors import WorkerStartupError
+from runner.jobs.counters import WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,11 @@ class WorkerPool:
 
     instances: list[list[Any]]
     groups: list[PlacementGroup]
-    infos: list[dict[str, Any]] = field(default_factory=list)
+    infos: list[WorkerInfo] = field(default_factory=list)
     template: WorkerTemplate | None = None
     _replacer: Any = field(default=None, repr=False)
     # Kept warm from an earlier job (runner/engine/warm.py): its workers' counts when this job began.
-    _baseline: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _baseline: list[WorkerInfo] | None = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -88,27 +90,32 @@ class WorkerPool:
             raise
         return pool
 
-    def stats(self) -> list[dict[str, Any]]:
-        """Per worker: pid, node, model load time, payloads done, seconds busy in the hooks."""
+    def stats(self) -> list[WorkerInfo]:
+        """Per worker: where it ran, its model load time, payloads done, seconds busy in the hooks."""
         workers = [w for ws in self.instances for w in ws]
-        stats = []
+        stats: list[WorkerInfo | None] = []
         for ref in [w.stats.remote() for w in workers]:
             try:
                 stats.append(ray.get(ref))
             except ray.exceptions.RayActorError:  # a worker that died during the job
-                stats.append({"lost": True})
-        if self._baseline is None:
-            return [{**info, **s} for info, s in zip(self.infos, stats, strict=True)]
-        # A warm pool: this job's share of the counts; its model was loaded by an earlier job.
+                stats.append(None)
         out = []
-        for info, s, base in zip(self.infos, stats, self._baseline, strict=True):
-            if "payloads" in s and "payloads" in base:
-                s = {
-                    **s,
-                    "payloads": s["payloads"] - base["payloads"],
-                    "busy_s": round(s["busy_s"] - base["busy_s"], 3),
-                }
-            out.append({**info, **s, "model_load_s": 0.0, "warm": True})
+        for i, (info, s) in enumerate(zip(self.infos, stats, strict=True)):
+            if s is None:
+                out.append(replace(info, lost=True))
+                continue
+            worked = replace(info, payloads=s.payloads, busy_s=s.busy_s, server_restarts=s.server_restarts)
+            if self._baseline is not None:
+                # A warm pool: this job's share of the counts; its model was loaded by an earlier job.
+                base = self._baseline[i]
+                worked = replace(
+                    worked,
+                    payloads=(s.payloads or 0) - (base.payloads or 0),
+                    busy_s=round((s.busy_s or 0.0) - (base.busy_s or 0.0), 3),
+                    model_load_s=0.0,
+                    warm=True,
+                )
+            out.append(worked)
         return out
 
     def begin_job(self) -> None:
@@ -143,7 +150,7 @@ class WorkerPool:
         self.instances, self.groups = [], []
 
 
-def wait_ready(pending: list[Any], timeout_s: float) -> list[dict[str, Any]]:
+def wait_ready(pending: list[Any], timeout_s: float) -> list[WorkerInfo]:
     deadline = time.monotonic() + timeout_s
     _, rest = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
     if rest:
@@ -153,8 +160,5 @@ def wait_ready(pending: list[Any], timeout_s: float) -> list[dict[str, Any]]:
         )
     infos = []
     for ref in pending:  # in start order, so infos line up with the workers
-        try:
-            infos.append(ray.get(ref, timeout=max(0.0, deadline - time.monotonic()) + 1))
-        except ray.exceptions.RayTaskError as e:
-            raise (e.cause if e.cause is not None else e) from None
+        infos.append(ray_get(ref, timeout=max(0.0, deadline - time.monotonic()) + 1))
     return infos

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from runner.config import RunnerConfig
+from runner.config import ObjectParallelism, RunnerConfig
 from runner.engine.feeder import (
     GROUP_OBJECTS,
     SMALL_OBJECT_BYTES,
@@ -24,6 +24,7 @@ from runner.engine.feeder import (
     remote_run_objects,
 )
 from runner.engine.pool import WorkerPool
+from runner.jobs.counters import JobCounters, ObjectCounts
 from runner.jobs.ledger import Ledger
 from runner.jobs.store import JobStore
 from runner.records.plan import InputObject
@@ -33,7 +34,7 @@ POLL_S = 0.5
 STORE_EVERY_S = 2.0
 STOP_GRACE_S = 30.0  # for cancelled object tasks to abort their uploads before they are killed
 
-ProgressCallback = Callable[[Mapping[str, Any]], None]
+ProgressCallback = Callable[[JobCounters], None]
 
 
 def aws_environment() -> dict[str, str]:
@@ -42,44 +43,44 @@ def aws_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIXES)}
 
 
-def counters_of(
-    job: Any, results: list[ObjectResult], live: Mapping[str, int] | None = None
-) -> dict[str, Any]:
-    done = [r for r in results if r.ok]
-    out: dict[str, Any] = {
-        "objects_total": len(job.objects) + job.resumed,
-        "objects_done": len(done) + job.resumed,
-        "objects_failed": len(results) - len(done),
-        "records": sum(r.records for r in results),
-        "payloads": sum(r.payloads for r in results),
-        "bytes_in": sum(r.bytes_in for r in results),
-        "bytes_out": sum(r.bytes_out for r in results),
-        "payloads_retried": sum(r.payloads_retried for r in results),
-        "workers_replaced": sum(r.workers_replaced for r in results),
-        "records_quarantined": sum(r.records_quarantined for r in results),
-    }
-    if live:
-        for k in ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced"):
-            out[k] = max(out[k], live.get(k, 0))
-    if job.resumed:
-        out["objects_resumed"] = job.resumed
+# What running objects' tasks have reported so far may be ahead of the finished objects' sums.
+LIVE_COUNTS = ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced")
+
+
+def counters_of(job: Any, results: list[ObjectResult], live: ObjectCounts | None = None) -> JobCounters:
+    done = sum(1 for r in results if r.ok)
+    total = ObjectCounts()
+    for r in results:
+        total.add(r.counts)
+    if live is not None:
+        for name in LIVE_COUNTS:
+            setattr(total, name, max(getattr(total, name), getattr(live, name)))
     feeders: dict[str, int] = {}
     for r in results:
         if r.node_id:
             feeders[r.node_id] = feeders.get(r.node_id, 0) + 1
-    if feeders:
-        out["objects_by_node"] = feeders
     firsts = [r.first_output_s for r in results if r.first_output_s is not None]
-    if firsts:
-        out["first_output_s"] = min(firsts)
     # Where the feeders' time went, summed over objects (they overlap with the workers' time).
     feeder: dict[str, float] = {}
     for r in results:
         for k, v in r.timings.items():
             feeder[k] = feeder.get(k, 0.0) + v
-    if feeder:
-        out["feeder_s"] = {k: round(v, 3) for k, v in feeder.items()}
-    return out
+    return JobCounters(
+        objects_total=len(job.objects) + job.resumed,
+        objects_done=done + job.resumed,
+        objects_failed=len(results) - done,
+        records=total.records,
+        payloads=total.payloads,
+        bytes_in=total.bytes_in,
+        bytes_out=sum(r.bytes_out for r in results),
+        payloads_retried=total.payloads_retried,
+        workers_replaced=total.workers_replaced,
+        records_quarantined=total.records_quarantined,
+        objects_resumed=job.resumed or None,
+        objects_by_node=feeders or None,
+        first_output_s=min(firsts) if firsts else None,
+        feeder_s={k: round(v, 3) for k, v in feeder.items()} or None,
+    )
 
 
 def _cancel_gracefully(running: dict[Any, int]) -> None:
@@ -119,7 +120,7 @@ def _take(task: Any) -> Any:
 def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
     """The workers an object's payloads may go to: its instance's (SageMaker's way), or with
     object_parallelism=cluster every worker of the job, so one big object can use the whole cluster."""
-    if config.object_parallelism == "cluster":
+    if config.object_parallelism is ObjectParallelism.CLUSTER:
         return [[w for workers in pool.instances for w in workers]]
     return [list(workers) for workers in pool.instances]
 
@@ -128,8 +129,7 @@ def instance_nodes(pool: WorkerPool) -> list[str | None]:
     """The node each instance's placement group landed on (from its first worker's info)."""
     nodes, at = [], 0
     for workers in pool.instances:
-        info = pool.infos[at] if at < len(pool.infos) else {}
-        nodes.append(info.get("node_id"))
+        nodes.append(pool.infos[at].node_id if at < len(pool.infos) else None)
         at += len(workers)
     return nodes
 
@@ -160,7 +160,7 @@ def feed_all(
     ledger = Ledger(store)
     by_uri = {o.uri: o for o in job.objects}
     finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
-    live: dict[str, int] = {}  # what the running tasks yielded: counts for the live view
+    live = ObjectCounts()  # what the running tasks yielded: counts for the live view
     queue = deque(job.objects)
     running: dict[Any, int] = {}
     groups = feed_groups(pool, config)
@@ -200,9 +200,8 @@ def feed_all(
                     item = _take(generator)
                     if item is END:
                         per_instance[running.pop(generator)] -= 1
-                    elif isinstance(item, dict):
-                        for k, v in item.items():
-                            live[k] = live.get(k, 0) + v
+                    elif isinstance(item, ObjectCounts):
+                        live.add(item)
                     else:
                         for result in item:
                             results.append(result)

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,14 @@ import ray
 from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from runner.config import ModelRuntime
 from runner.engine.sizing import InstanceSizing
 from runner.errors import HandlerError
-from runner.model.artifacts import ModelSpec, choose_runtime, ensure_model_dir, install_requirements
-from runner.model.container import ModelServer, RuntimeSettings
+from runner.jobs.counters import WorkerInfo
+from runner.model.artifacts import ModelSpec, ensure_model_dir, install_requirements
+from runner.model.container import ModelServer
 from runner.model.handler import Handler
+from runner.model.runtime import RuntimeSettings, choose_runtime
 
 
 def use_requirements(model_dir: Path, cache_dir: Path) -> None:
@@ -54,7 +57,7 @@ class ModelWorker:
         content_type: str | None,
         accept: str | None,
         runtime: RuntimeSettings | None = None,
-    ) -> dict[str, Any]:
+    ) -> WorkerInfo:
         t0 = time.perf_counter()
         # Hooks (and a server process) read their settings from os.environ, as in a SageMaker
         # container; the thread count matches the worker's CPU share unless an Environment sets it.
@@ -65,8 +68,8 @@ class ModelWorker:
         mode, why = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         self._content_type = content_type
         self._accept = accept
-        info: dict[str, Any] = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
-        if mode == "container":
+        info = WorkerInfo(pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id())
+        if mode is ModelRuntime.CONTAINER:
             server = _model_server(
                 model,
                 model_dir,
@@ -79,14 +82,13 @@ class ModelWorker:
             )
             server.start()
             self._server = server
-            info.update(server.describe())
+            info = replace(info, **server.describe())
         else:
             handler = _handler(model, model_dir, Path(cache_dir), settings)
             handler.load_model()
             self._handler = handler
-            info["family"] = handler.family
-        info.update(runtime=mode, runtime_reason=why, model_load_s=time.perf_counter() - t0)
-        return info
+            info = replace(info, family=handler.family)
+        return replace(info, runtime=mode, runtime_reason=why, model_load_s=time.perf_counter() - t0)
 
     def execution_parameters(self) -> dict[str, Any] | None:
         if self._server is not None:
@@ -118,11 +120,10 @@ class ModelWorker:
             self.payloads += 1
         return body
 
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"payloads": self.payloads, "busy_s": round(self.busy_s, 3)}
-        if self._server is not None:
-            out["server_restarts"] = self._server.restarts
-        return out
+    def stats(self) -> WorkerInfo:
+        """What this worker has done since it started (only the counting members are set)."""
+        restarts = self._server.restarts if self._server is not None else None
+        return WorkerInfo(payloads=self.payloads, busy_s=round(self.busy_s, 3), server_restarts=restarts)
 
     def shutdown(self) -> None:
         """Stop the model server (a killed actor's server gets SIGTERM from the kernel anyway)."""
@@ -146,7 +147,7 @@ def probe_execution_parameters(
         model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir), model.artifact_key)
         settings = runtime or RuntimeSettings()
         mode, _ = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
-        if mode == "hooks":
+        if mode is ModelRuntime.HOOKS:
             return _handler(model, model_dir, Path(cache_dir), settings).execution_parameters()
         server = _model_server(model, model_dir, environment, settings, f"probe-{os.getpid()}")
         try:

@@ -1,26 +1,148 @@
-"""A job's counters as the engine reports them and the store keeps them."""
+"""A job's counters: what object tasks count, what the driver sums, what the store keeps and Describe
+shows under ``x-runner`` (outside AWS's shape; botocore drops members it does not model).
+
+``to_json`` writes the ``x-runner`` members with the names and shape Describe has always had;
+``from_json`` reads them back, ignoring members it does not know (a store written by another version).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Self
+
+
+@dataclass
+class ObjectCounts:
+    """What one object (or the sum of several) has done so far. Mutable: an object's task adds to it
+    as payloads go out, and the driver sums what the tasks report."""
+
+    records: int = 0
+    payloads: int = 0
+    bytes_in: int = 0
+    payloads_retried: int = 0
+    workers_replaced: int = 0
+    records_quarantined: int = 0
+
+    def add(self, other: ObjectCounts) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def minus(self, other: ObjectCounts) -> ObjectCounts:
+        return ObjectCounts(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+    def copy(self) -> ObjectCounts:
+        return replace(self)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
 
 
 class ProgressSink:
     """What an object task's objects have done since the task last told the driver (``take``, which
-    ``feeder.run_objects`` yields every PROGRESS_EVERY_S). Thread-safe: grouped objects share one."""
+    ``engine/feeder.py``'s ``run_objects`` yields every few tenths of a second). Thread-safe: grouped
+    objects share one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._delta: dict[str, int] = {}
+        self._delta = ObjectCounts()
 
-    def add(self, delta: Mapping[str, int]) -> None:
+    def add(self, delta: ObjectCounts) -> None:
         with self._lock:
-            for k, v in delta.items():
-                if v:
-                    self._delta[k] = self._delta.get(k, 0) + v
+            self._delta.add(delta)
 
-    def take(self) -> dict[str, int]:
+    def take(self) -> ObjectCounts:
         with self._lock:
-            delta, self._delta = self._delta, {}
+            delta, self._delta = self._delta, ObjectCounts()
         return delta
+
+
+def _json(obj: Any) -> dict[str, Any]:
+    """A dataclass's members that are set: None is left out, and a flag only when it is on."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is None or value is False:
+            continue
+        out[f.name] = value
+    return out
+
+
+def _known(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One model worker: where it ran, how it runs the model, and what it did in this job."""
+
+    pid: int | None = None
+    node_id: str | None = None
+    runtime: str | None = None  # "hooks" (in process) or "container" (a serving container)
+    runtime_reason: str | None = None
+    model_load_s: float | None = None
+    family: str | None = None  # in-process hooks: the image family whose defaults apply
+    # A serving container: process or docker, its port, log, command or image.
+    server: str | None = None
+    port: int | None = None
+    server_log: str | None = None
+    serve_command: str | None = None
+    image: str | None = None
+    docker: str | None = None
+    # This job's share of the worker's work (a warm worker's earlier jobs are not counted).
+    payloads: int | None = None
+    busy_s: float | None = None
+    server_restarts: int | None = None
+    lost: bool = False  # died during the job
+    warm: bool = False  # kept from an earlier job: no start, no model_fn
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class JobCounters:
+    """The ``x-runner`` member of Describe: the job's progress and, once it ends, its workers."""
+
+    objects_total: int = 0
+    objects_done: int = 0
+    objects_failed: int = 0
+    records: int = 0
+    payloads: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    payloads_retried: int = 0
+    workers_replaced: int = 0
+    records_quarantined: int = 0
+    objects_resumed: int | None = None  # a resumed job: objects whose earlier output was kept
+    objects_by_node: Mapping[str, int] | None = None  # where the object tasks ran
+    first_output_s: float | None = None  # from workers ready to the earliest first write
+    feeder_s: Mapping[str, float] | None = None  # the object tasks' time, by step, summed
+    workers: tuple[WorkerInfo, ...] | None = None  # set when the job ends
+    model_runtime: str | None = None  # set when the job ends: "hooks" or "container"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # members this version does not know
+
+    def to_json(self) -> dict[str, Any]:
+        out = _json(self)
+        out.pop("extra", None)
+        if self.workers is not None:
+            out["workers"] = [w.to_json() for w in self.workers]
+        for key in ("objects_by_node", "feeder_s"):
+            if key in out:
+                out[key] = dict(out[key])
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        known = _known(cls, data)
+        known.pop("extra", None)
+        if "workers" in known:
+            known["workers"] = tuple(WorkerInfo.from_json(w) for w in known["workers"])
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**known, extra=extra)

@@ -62,13 +62,13 @@ class JobsCollector(Collector):
         for r in records:
             for s in TransformJobStatus:
                 status.add_metric([r.name, str(s)], 1.0 if r.status is s else 0.0)
-            if "objects_total" in r.counters:
-                total.add_metric([r.name], float(r.counters["objects_total"]))
+            if r.counters is not None:
+                total.add_metric([r.name], float(r.counters.objects_total))
             if r.transform_start_time is not None:
                 end = r.transform_end_time if r.transform_end_time is not None else now
                 seconds.add_metric([r.name], max(0.0, end - r.transform_start_time))
             for key, family in counters.items():
-                value = r.counters.get(key)
+                value = getattr(r.counters, key, None)
                 if isinstance(value, int | float):
                     family.add_metric([r.name], float(value))
         yield status

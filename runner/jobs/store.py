@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ResourceInUseError, ResourceNotFoundError
+from runner.jobs.counters import JobCounters
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
@@ -32,6 +33,13 @@ class TransformJobStatus(StrEnum):
 
     def is_terminal(self) -> bool:
         return self in (TransformJobStatus.COMPLETED, TransformJobStatus.FAILED, TransformJobStatus.STOPPED)
+
+
+def failure_reason(text: str) -> str:
+    """``text`` cut to the length DescribeTransformJob's FailureReason allows (botocore's model)."""
+    from runner.contract.shapes import output_max_length  # botocore's model: only when a job fails
+
+    return text[: output_max_length("DescribeTransformJob", "FailureReason")]
 
 
 def job_arn(name: str, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT) -> str:
@@ -61,7 +69,14 @@ class JobRecord:
     failure_reason: str | None = None
     # MaxConcurrentTransforms / MaxPayloadInMB / BatchStrategy as the job resolved them.
     resolved: Mapping[str, Any] = field(default_factory=dict)
-    counters: Mapping[str, Any] = field(default_factory=dict)
+    # The runner's counters (Describe's ``x-runner``); None until the job has counted anything.
+    counters: JobCounters | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.counters, Mapping):  # as read back from JSON
+            object.__setattr__(
+                self, "counters", JobCounters.from_json(self.counters) if self.counters else None
+            )
 
     def describe(self, epoch_times: bool = True) -> dict[str, Any]:
         """The DescribeTransformJob response; ``epoch_times=False`` gives ISO 8601 strings for people."""
@@ -72,7 +87,7 @@ class JobRecord:
             "TransformJobStatus": str(self.status),
         }
         if self.failure_reason:
-            out["FailureReason"] = self.failure_reason[:1024]
+            out["FailureReason"] = failure_reason(self.failure_reason)
         for key in (
             "ModelName",
             "MaxConcurrentTransforms",
@@ -96,8 +111,8 @@ class JobRecord:
             out["TransformStartTime"] = t(self.transform_start_time)
         if self.transform_end_time is not None:
             out["TransformEndTime"] = t(self.transform_end_time)
-        if self.counters:
-            out["x-runner"] = dict(self.counters)
+        if self.counters is not None:
+            out["x-runner"] = self.counters.to_json()
         return out
 
     def summary(self, epoch_times: bool = True) -> dict[str, Any]:
@@ -113,7 +128,7 @@ class JobRecord:
         if self.transform_end_time is not None:
             out["TransformEndTime"] = t(self.transform_end_time)
         if self.failure_reason:
-            out["FailureReason"] = self.failure_reason[:1024]
+            out["FailureReason"] = failure_reason(self.failure_reason)
         return out
 
 
@@ -367,7 +382,7 @@ def _dump(record: JobRecord) -> str:
     d["status"] = str(record.status)
     d["request"] = dict(record.request)
     d["resolved"] = dict(record.resolved)
-    d["counters"] = dict(record.counters)
+    d["counters"] = record.counters.to_json() if record.counters is not None else None
     return json.dumps(d)
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.config import MODEL_RUNTIMES
 from runner.contract.spec import TransformJobSpec, validate_request
 from runner.errors import ModelError, Problem, RunnerError, SpecError
 from runner.storage import ObjectInfo, storage_for
@@ -31,7 +30,6 @@ from runner.storage import ObjectInfo, storage_for
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 GZIP_MAGIC = b"\x1f\x8b"
 # Framework images whose toolkit runs hooks, beyond the families handler.py ports.
-FRAMEWORK_IMAGE_MARKERS = ("huggingface", "mxnet-inference")
 
 
 @dataclass(frozen=True)
@@ -101,31 +99,6 @@ def _local_artifact_problem(problem: Problem) -> bool:
         and isinstance(problem.value, str)
         and _scheme(problem.value) == "file"
     )
-
-
-def choose_runtime(
-    model: ModelSpec, model_dir: Path, setting: str = "auto", environ: Mapping[str, str] | None = None
-) -> tuple[str, str]:
-    """``("hooks" | "container", why)``: in-process hooks for models with ``code/<SAGEMAKER_PROGRAM>``
-    (default ``inference.py``) and for framework images; a serving container for any other Image.
-    ``setting`` (RunnerConfig.model_runtime) other than ``auto`` decides alone."""
-    if setting not in MODEL_RUNTIMES:
-        raise ValueError(f"model_runtime must be one of {', '.join(MODEL_RUNTIMES)}; got {setting!r}")
-    if setting != "auto":
-        return setting, f"model_runtime={setting}"
-    env = {**model.environment, **(environ or {})}
-    program = env.get("SAGEMAKER_PROGRAM") or "inference.py"
-    stem = program.removesuffix(".py")
-    code = model_dir / "code"
-    if (code / f"{stem}.py").is_file() or (code / stem / "__init__.py").is_file():
-        return "hooks", f"the model folder has code/{stem}.py"
-    from runner.model.handler import family_for_image  # numpy/pyarrow: only where a worker needs them
-
-    family = family_for_image(model.image)
-    repository = (model.image or "").rsplit("/", 1)[-1].lower()
-    if family.name != "base" or any(m in repository for m in FRAMEWORK_IMAGE_MARKERS):
-        return "hooks", f"{model.image} is a framework image (toolkit family {family.name})"
-    return "container", f"Image {model.image} is not a framework image and the model has no code/{stem}.py"
 
 
 def job_environment(model: ModelSpec, job: TransformJobSpec) -> dict[str, str]:

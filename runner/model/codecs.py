@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from runner.errors import UnsupportedFormatError
+from runner.extras import require
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -132,14 +133,8 @@ def decode_npy(data: str | bytes) -> Any:
 
 
 def decode_npz(data: str | bytes) -> Any:
-    try:
-        import scipy.sparse
-    except ImportError as e:
-        raise ImportError(
-            "decoding application/x-npz needs scipy (scipy.sparse.load_npz); install scipy in the "
-            "worker environment or implement input_fn"
-        ) from e
-    return scipy.sparse.load_npz(io.BytesIO(_as_bytes(data)))
+    sparse = require("scipy.sparse", "npz", "decoding application/x-npz (scipy.sparse.load_npz)")
+    return sparse.load_npz(io.BytesIO(_as_bytes(data)))
 
 
 def decode_jsonlines(data: str | bytes) -> np.ndarray:

@@ -37,13 +37,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import urllib3
 
 from runner.errors import ContainerError, InvocationError, WorkerStartupError
+from runner.model.runtime import RuntimeSettings
 from runner.model.serving import (
     BODY_PREVIEW_CHARS,
     _die_with_parent,
@@ -56,7 +56,6 @@ from runner.model.serving import (
 
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 MODEL_DIR_ENV = "SM_MODEL_DIR"
-DEFAULT_CONTAINER_STARTUP_TIMEOUT_S = 600.0
 PING_TIMEOUT_S = 2.0
 PING_INTERVAL_S = 1.0
 FIRST_PING_INTERVAL_S = 0.1  # doubles up to PING_INTERVAL_S: a quick server is seen quickly
@@ -68,21 +67,6 @@ RETRY_BACKOFF_S = 0.2
 LOG_TAIL_LINES = 8
 LOG_TAIL_CHARS = 500
 CHUNK_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class RuntimeSettings:
-    """How a worker runs the model: ``RunnerConfig`` knobs plus the job's ModelClientConfig."""
-
-    model_runtime: str = "auto"  # "auto" | "hooks" | "container" (runner.model.artifacts.choose_runtime)
-    serve_command: str | None = None
-    startup_timeout_s: float = DEFAULT_CONTAINER_STARTUP_TIMEOUT_S
-    invocations_timeout_s: float = 600.0
-    invocations_max_retries: int = 3
-    chunked: bool = False  # resolved MaxPayloadInMB == 0
-    log_dir: str | None = None
-    cwd: str | None = None  # where the job was started; relative serve_command paths resolve here
-    install_requirements: bool = True  # pip-install <model_dir>/code/requirements.txt once per node
 
 
 # ---- one model server -------------------------------------------------------------------------

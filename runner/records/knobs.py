@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.config import RunnerConfig
+from runner.config import CsvHeader, RunnerConfig
 from runner.contract.spec import SplitType
 from runner.errors import Problem, SpecError
 from runner.records.columnar import is_columnar, media_type
@@ -34,7 +34,7 @@ def input_knobs(
     cannot work with the request raises SpecError (naming the knob) before anything runs."""
     media = media_type(content_type)
     csv_lines = media == "text/csv" and split_type is SplitType.LINE
-    header = config.csv_header == "first-line"
+    header = config.csv_header is CsvHeader.FIRST_LINE
     notes: list[str] = []
     problems: list[Problem] = []
     where = f"ContentType {content_type or '(unset)'} with SplitType {split_type}"

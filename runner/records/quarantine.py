@@ -23,7 +23,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from runner.config import RunnerConfig
+from runner.config import OnRecordError, RunnerConfig
 from runner.contract.spec import SplitType, TransformJobSpec
 from runner.errors import (
     HandlerContractError,
@@ -69,7 +69,7 @@ def quarantine_for(config: RunnerConfig, spec: TransformJobSpec) -> Quarantine |
     """The job's quarantine, or None under the default ``fail_object``. A setting that cannot work
     raises SpecError naming the knob, before anything runs."""
     path = config.quarantine_path
-    if config.on_record_error != "quarantine":
+    if config.on_record_error is not OnRecordError.QUARANTINE:
         if path:
             raise SpecError(
                 [

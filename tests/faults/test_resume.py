@@ -120,7 +120,7 @@ def test_kill_9_of_the_driver_then_resume(bucket: Bucket, tmp_path: Path) -> Non
 
     record = store.get_job("killed")
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    counters = record.counters
+    counters = record.describe()["x-runner"]
     assert counters["objects_resumed"] == kept
     assert counters["objects_done"] == counters["objects_total"] == 200
     assert counters["records"] == 3 * (200 - kept)  # finished objects were not computed again
@@ -173,7 +173,8 @@ def test_a_failed_job_resumes_only_its_failed_object(
     record = resume_job("poisoned", config)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert record.failure_reason is None
-    assert record.counters["objects_resumed"] == 3 and record.counters["records"] == 3 + 2
+    counters = record.describe()["x-runner"]
+    assert counters["objects_resumed"] == 3 and counters["records"] == 3 + 2
     after = outputs_state(bucket)
     assert {k: after[k] for k in before} == before  # the three kept outputs were not rewritten
     for key, body in objects.items():
@@ -256,7 +257,10 @@ def test_resume_on_the_server(bucket: Bucket, tmp_path: Path, s3_server: Any) ->
         assert {k: after[k] for k in kept} == kept
         assert bucket.get("out/poisoned.csv.out") == expected(b"poison\n")
         assert (
-            JobStore(tmp_path / "home" / "jobs.sqlite").get_job("on-server").counters["objects_resumed"] == 3
+            JobStore(tmp_path / "home" / "jobs.sqlite")
+            .get_job("on-server")
+            .describe()["x-runner"]["objects_resumed"]
+            == 3
         )
 
         again = subprocess.run(

@@ -133,7 +133,7 @@ def test_soak(bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             records_in=records_in,
             records_out=records_out,
             resumes=resumes,
-            payloads_retried=int(record.counters.get("payloads_retried", 0)),
+            payloads_retried=int(record.describe()["x-runner"].get("payloads_retried", 0)),
             s3_requests=proxy.requests,
         )
     assert bucket.open_uploads() == []

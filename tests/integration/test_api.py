@@ -328,9 +328,13 @@ def test_serve_keeps_a_models_workers_warm_for_its_next_job(
     store = JobStore(server.home / "jobs.sqlite")
     first, second = (store.get_job(name) for name in names)
     assert (first.status, second.status) == (TransformJobStatus.COMPLETED, TransformJobStatus.COMPLETED)
-    assert not any(w.get("warm") for w in first.counters["workers"])
-    assert second.counters["workers"] and all(w["warm"] for w in second.counters["workers"])
-    assert [w["pid"] for w in second.counters["workers"]] == [w["pid"] for w in first.counters["workers"]]
+    first_workers, second_workers = (
+        first.describe()["x-runner"]["workers"],
+        second.describe()["x-runner"]["workers"],
+    )
+    assert not any(w.get("warm") for w in first_workers)
+    assert second_workers and all(w["warm"] for w in second_workers)
+    assert [w["pid"] for w in second_workers] == [w["pid"] for w in first_workers]
     assert bucket.get(f"{names[1]}/a.csv.out") == bucket.get(f"{names[0]}/a.csv.out") == b"6.0\n"
 
 

@@ -19,7 +19,8 @@ from runner.config import RunnerConfig
 from runner.engine.job import run_job
 from runner.errors import ContainerError, WorkerStartupError
 from runner.jobs.store import TransformJobStatus
-from runner.model.artifacts import ModelSpec, choose_runtime
+from runner.model.artifacts import ModelSpec
+from runner.model.runtime import choose_runtime
 from runner.model.serving import docker_argv, docker_unavailable, parse_execution_parameters, serve_argv
 
 from .conftest import Bucket, job_request, model_request, write_model

@@ -79,7 +79,7 @@ def test_jobs_end_with_right_outputs_on_a_ray_of_few_cpus(
         assert f"this machine has {cpus} CPUs for {instances} instance(s)" in done.stderr, done.stderr
     for key, (_, expected) in inputs().items():
         assert bucket.get(key.replace("in/", "out/") + ".out") == expected, key
-    counters = JobStore(RunnerConfig(home=home).store_path).get_job(name).counters
+    counters = JobStore(RunnerConfig(home=home).store_path).get_job(name).describe()["x-runner"]
     assert counters["records"] == OBJECTS * ROWS
     assert counters["payloads"] >= 3 * OBJECTS  # several payloads per object
     workers = counters["workers"]
@@ -107,7 +107,8 @@ def test_workers_holding_every_cpu_of_a_cluster_still_get_fed(
     assert "this machine has" not in done.stderr  # not scaled down: an existing cluster
     for key, (_, expected) in inputs().items():
         assert bucket.get(key.replace("in/", "out/") + ".out") == expected, key
-    assert len(JobStore(RunnerConfig(home=home).store_path).get_job("all-cpus-held").counters["workers"]) == 2
+    record = JobStore(RunnerConfig(home=home).store_path).get_job("all-cpus-held")
+    assert len(record.describe()["x-runner"]["workers"]) == 2
 
 
 def test_a_cluster_too_small_for_one_instance_fails_at_once(

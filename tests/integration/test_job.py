@@ -13,6 +13,7 @@ import pytest
 from runner.config import RunnerConfig
 from runner.engine.job import run_job
 from runner.errors import ResourceInUseError, SpecError
+from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobStore, TransformJobStatus
 
 from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, write_model
@@ -462,13 +463,13 @@ def test_live_counters_move_while_an_object_is_still_running(
     CLI's progress and Describe's x-runner counters move during a long object."""
     model = model_request("slow", write_model(tmp_path / "slow", SLOW_MODEL))
     bucket.put("in/a.csv", b"".join(f"{i}\n".encode() for i in range(30)))
-    seen: list[dict[str, Any]] = []
+    seen: list[JobCounters] = []
     request = job_request("live", bucket.name, ModelName="slow", BatchStrategy="SingleRecord")
     record = run_job(request, RunnerConfig(home=home), model_request=model, on_progress=seen.append)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert bucket.get("out/a.csv.out") == b"".join(f"{i}\n".encode() for i in range(30))
-    during = [c["records"] for c in seen if c["objects_done"] == 0 and 0 < c["records"] < 30]
-    assert during, f"no live count while the object ran: {[(c['objects_done'], c['records']) for c in seen]}"
-    records = [c["records"] for c in seen]
+    during = [c.records for c in seen if c.objects_done == 0 and 0 < c.records < 30]
+    assert during, f"no live count while the object ran: {[(c.objects_done, c.records) for c in seen]}"
+    records = [c.records for c in seen]
     assert records == sorted(records) and records[-1] == 30
     assert record.describe()["x-runner"]["records"] == 30 and record.describe()["x-runner"]["payloads"] == 30

@@ -76,7 +76,7 @@ def test_objects_run_on_several_nodes_with_the_single_node_outputs(
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
 
     # Which node did the work: each worker reports its node, and how many payloads it transformed.
-    workers = record.counters["workers"]
+    workers = record.describe()["x-runner"]["workers"]
     assert len(workers) == INSTANCES
     assert {w["node_id"] for w in workers} == set(three_nodes.node_ids)  # one instance per node
     payloads_per_node: dict[str, int] = {}
@@ -84,10 +84,10 @@ def test_objects_run_on_several_nodes_with_the_single_node_outputs(
         payloads_per_node[w["node_id"]] = payloads_per_node.get(w["node_id"], 0) + w["payloads"]
     busy_nodes = [node for node, n in payloads_per_node.items() if n > 0]
     assert len(busy_nodes) > 1, payloads_per_node
-    assert sum(payloads_per_node.values()) == record.counters["payloads"] >= OBJECTS
+    assert sum(payloads_per_node.values()) == record.describe()["x-runner"]["payloads"] >= OBJECTS
     # And the objects' own tasks (S3 read, split, upload) ran beside the workers, on every node, not
     # all on the driver's.
-    by_node = record.counters["objects_by_node"]
+    by_node = record.describe()["x-runner"]["objects_by_node"]
     assert set(by_node) == set(three_nodes.node_ids) and sum(by_node.values()) == OBJECTS, by_node
 
     single = run_job(

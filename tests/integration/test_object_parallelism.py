@@ -71,13 +71,13 @@ def test_cluster_mode_spreads_one_object_and_keeps_the_bytes(
     cluster_record, cluster_out = run(bucket, tmp_path, split_type, "cluster")
 
     assert cluster_out == instance_out
-    payloads = instance_record.counters["payloads"]
-    assert payloads >= 3 and cluster_record.counters["payloads"] == payloads
+    payloads = instance_record.describe()["x-runner"]["payloads"]
+    assert payloads >= 3 and cluster_record.describe()["x-runner"]["payloads"] == payloads
     assert instance_out.count(b"\n") == payloads
     assert hashlib.sha256(cluster_out).digest() == hashlib.sha256(instance_out).digest()
 
     def busy(record: Any) -> list[int]:
-        return sorted(w.get("payloads", 0) for w in record.counters["workers"])
+        return sorted(w.get("payloads", 0) for w in record.describe()["x-runner"]["workers"])
 
     # SageMaker's mode: the one object stays on its instance, whose one worker does every payload.
     assert busy(instance_record) == [0, payloads]

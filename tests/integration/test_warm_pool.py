@@ -19,7 +19,7 @@ from runner.engine.warm import WARM_POOLS, pool_key
 from runner.engine.worker import WorkerTemplate
 from runner.jobs.store import JobRecord, TransformJobStatus
 from runner.model.artifacts import parse_create_model
-from runner.model.container import RuntimeSettings
+from runner.model.runtime import RuntimeSettings
 
 from .conftest import Bucket, job_request, model_request, write_model
 
@@ -57,7 +57,7 @@ def run(
 
 
 def workers(record: JobRecord) -> list[dict[str, Any]]:
-    return list(record.counters["workers"])
+    return list(record.describe()["x-runner"]["workers"])
 
 
 def test_the_next_job_of_a_model_reuses_its_workers_until_something_changes(
@@ -75,7 +75,7 @@ def test_the_next_job_of_a_model_reuses_its_workers_until_something_changes(
     assert all(w["warm"] and w["model_load_s"] == 0.0 for w in workers(second))
     assert sorted(w["pid"] for w in workers(second)) == sorted(w["pid"] for w in workers(first))
     # The counts are this job's, not the pool's since it started.
-    assert sum(w["payloads"] for w in workers(second)) == second.counters["payloads"] == 1
+    assert sum(w["payloads"] for w in workers(second)) == second.describe()["x-runner"]["payloads"] == 1
 
     # The model's code changes in place (same ModelDataUrl): new workers load the new code.
     time.sleep(0.01)  # a distinct mtime

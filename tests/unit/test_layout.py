@@ -18,19 +18,21 @@ PACKAGE = ROOT / "runner"
 # list never imports a higher one.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "version": set(),
+    "extras": {"errors"},
     "config": {"errors"},
-    "contract": {"errors", "config"},
-    "storage": {"errors", "config"},
-    "records": {"errors", "config", "contract", "storage"},
-    "model": {"errors", "config", "contract", "storage"},
-    "jobs": {"errors", "config", "contract", "storage", "records", "model"},
-    "engine": {"errors", "config", "contract", "storage", "records", "model", "jobs"},
-    "cost": {"errors", "config", "contract", "storage", "jobs"},
-    "client": {"errors", "config", "contract", "storage", "model", "jobs"},
-    "server": {"errors", "config", "contract", "storage", "records", "model", "jobs", "engine", "cost"},
+    "contract": {"errors", "config", "extras"},
+    "storage": {"errors", "config", "extras"},
+    "records": {"errors", "config", "extras", "contract", "storage"},
+    "model": {"errors", "config", "extras", "contract", "storage"},
+    "jobs": {"errors", "config", "extras", "contract", "storage", "records", "model"},
+    "engine": {"errors", "config", "extras", "contract", "storage", "records", "model", "jobs"},
+    "cost": {"errors", "config", "extras", "contract", "storage", "jobs"},
+    "client": {"errors", "config", "extras", "contract", "storage", "model", "jobs"},
+    "server": {
+        "errors", "config", "extras", "contract", "storage", "records", "model", "jobs", "engine", "cost",
+    },
     "cli": {
-        "errors", "config", "version", "contract", "storage", "records", "model", "jobs", "engine", "cost",
+        "errors", "config", "extras", "contract", "storage", "records", "model", "jobs", "engine", "cost",
         "client", "server",
     },
 }  # fmt: skip
@@ -156,9 +158,7 @@ def test_ray_is_imported_only_in_engine(heavy: str) -> None:
 # Things a reader outside this repository cannot resolve: a checkout-relative path, and tracker
 # numbers. Built from pieces so that this file does not match itself.
 OUTSIDE = re.compile(
-    "|".join(
-        [r"\.\./" + "shared", r"\b" + "CONTRACT" + r"\b", "DESIGN" + r"\.md", r"\b[Ii]ssues?" + r"\s+#?\d+"]
-    )
+    "|".join([r"\.\./" + "shared", r"\bCON" + r"TRACT\b", "DESIGN" + r"\.md", r"\b[Ii]ssues?" + r"\s+#?\d+"])
 )
 
 
@@ -180,7 +180,7 @@ def test_the_repository_stands_alone() -> None:
 
 
 def test_the_stand_alone_check_sees_each_kind_of_reference() -> None:
-    examples = ["see ../" + "shared/x", "DESIGN" + ".md", "CONTRACT" + " §4", "CONTRACT" + " 9"]
+    examples = ["see ../" + "shared/x", "DESIGN" + ".md", "CON" + "TRACT §4", "CON" + "TRACT 9"]
     for text in [*examples, "fixed in issue" + " 8", "Issue" + " #12"]:
         assert OUTSIDE.search(text), text
     assert not OUTSIDE.search("docs/contract.md, section 4.3")

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 from runner.cli.console import ProgressView
+from runner.jobs.counters import JobCounters
 
 
 def test_plain_progress_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     view = ProgressView(argparse.Namespace(), "job", tmp_path / "jobs.sqlite")
     assert not view.live  # pytest's captured stderr is not a terminal
     view.update(
-        {"objects_total": 3, "objects_done": 1, "objects_failed": 1, "records": 1234, "bytes_in": 5_000_000}
+        JobCounters(objects_total=3, objects_done=1, objects_failed=1, records=1234, bytes_in=5_000_000)
     )
-    view.update({"objects_total": 3, "objects_done": 3, "records": 9999, "bytes_in": 9_000_000})  # too soon
+    view.update(JobCounters(objects_total=3, objects_done=3, records=9999, bytes_in=9_000_000))  # too soon
     view.close()
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1

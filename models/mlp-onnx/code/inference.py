@@ -21,9 +21,16 @@ import json
 import os
 
 import numpy as np
-import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+try:
+    import onnxruntime as ort
+except ImportError as e:  # a plain install of the runner leaves onnxruntime to the user's choice
+    raise ImportError(
+        "the mlp-onnx example model needs onnxruntime: pip install 'batch-transform-runner[onnx]' "
+        "(or [onnx-gpu] on a machine with a GPU)"
+    ) from e
 
 MODEL_FILE = "model.onnx"
 CSV = "text/csv"
