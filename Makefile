@@ -1,5 +1,8 @@
 # The whole setup on a fresh machine: `make demo` (install + a real job on the embedded S3), `make test`.
+PYTHON ?= python3
 VENV ?= .venv
+# Everything the demo, the tests and the benchmarks use: the extras a plain `pip install .` leaves out too.
+EXTRAS := test,bench,dev,models,onnx,local-s3,npz,plots
 PY := $(VENV)/bin/python
 BT := $(VENV)/bin/batch-transform
 DEMO := .demo
@@ -10,9 +13,9 @@ PYTEST_ARGS ?=
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,bench,dev,models]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: venv

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.cli.console import EXIT_INVALID, err
+from runner.cli.console import err
+from runner.cli.exit_codes import ExitCode
 from runner.config import CsvHeader, ModelRuntime, ObjectParallelism, OnRecordError, RunnerConfig
 
 METRICS_FILE_HELP = (
@@ -32,7 +33,7 @@ def _load_json(path: str, what: str) -> dict[str, Any]:
             return data
         problem = f"must hold a JSON object, not {type(data).__name__}"
     err.print(f"error: {what} file {path} {problem}")
-    raise SystemExit(EXIT_INVALID)
+    raise SystemExit(ExitCode.INVALID)
 
 
 def _config(args: argparse.Namespace) -> RunnerConfig:

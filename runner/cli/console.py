@@ -1,4 +1,4 @@
-"""What the CLI prints: its two consoles, exit codes, and the live progress of a running job (a bar
+"""What the CLI prints: its two consoles and the live progress of a running job (a bar
 on a terminal, plain lines in logs and pipes), which also keeps ``--metrics-file`` up to date."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from runner.errors import JobError
 from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobStore
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3
 METRICS_EVERY_S = 2.0
 PLAIN_PROGRESS_EVERY_S = 5.0
 

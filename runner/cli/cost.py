@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.args import _config
-from runner.cli.console import EXIT_ERROR, EXIT_INVALID, EXIT_OK, err, out
+from runner.cli.console import err, out
+from runner.cli.exit_codes import ExitCode
 from runner.errors import MissingExtraError
 from runner.jobs.store import JobStore
 
@@ -53,20 +54,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         prices = price_table(args.prices, os.environ)
     except PriceTableError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     report = build_report(record, prices)
     if args.png:
         try:
             path = plot_report(report, args.png)
         except MissingExtraError as e:
             err.print(f"error: {e}", highlight=False, markup=False)
-            return EXIT_ERROR
+            return ExitCode.ERROR
         err.print(f"plot written to {path}", highlight=False)
     if args.json:
         out.print_json(json.dumps(report))
     else:
         print_report(report, out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
@@ -80,7 +81,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
             table = import_offer_file(args.offer_file, args.region)
     except PriceTableError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     text = json.dumps(table.to_json(), indent=1) + "\n"
     if args.prices_command == "import":
         priced = sum(p.sagemaker_usd_per_hour is not None for p in table.prices.values())
@@ -92,6 +93,6 @@ def cmd_prices(args: argparse.Namespace) -> int:
         if args.out:
             Path(args.out).write_text(text)
             err.print(f"written to {args.out}; use it with --prices {args.out}", highlight=False)
-            return EXIT_OK
+            return ExitCode.OK
     out.file.write(text)
-    return EXIT_OK
+    return ExitCode.OK

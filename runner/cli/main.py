@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.table import Table
 
+from runner import __version__
 from runner.cli.args import (
     METRICS_FILE_HELP,
     _add_engine_flags,
@@ -23,16 +24,22 @@ from runner.cli.args import (
     _config,
     _load_json,
 )
-from runner.cli.console import EXIT_ERROR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, ProgressView, err, out
+from runner.cli.console import ProgressView, err, out
 from runner.cli.cost import add_cost_parsers
+from runner.cli.exit_codes import ExitCode
 from runner.cli.s3 import add_s3_parser
 from runner.config import (
     SERVE_WARM_POOL_S,
 )
-from runner.errors import JobError, ResourceInUseError, RunnerError, SpecError
+from runner.errors import JobError, Problem, ResourceInUseError, RunnerError, SpecError
 from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
 from runner.server.faults import FaultMode
+
+JSON_OUTCOME_HELP = (
+    "print the job's DescribeTransformJob answer as JSON on stdout (with x-runner.engine) instead of the "
+    "summary; progress and notes stay on stderr"
+)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,9 +57,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sagemaker is not None:
         outcome = run_on_sagemaker(request, model_request, _config(args), sagemaker, _note)
         if isinstance(outcome, SageMakerRun):
-            for line in outcome.summary():
-                out.print(line, highlight=False, markup=False)
-            return EXIT_OK if outcome.completed else EXIT_FAILED
+            if args.json:
+                described = dict(outcome.described)
+                described["x-runner"] = {**described.get("x-runner", {}), "engine": "sagemaker"}
+                out.print_json(json.dumps(described, default=str))
+            else:
+                for line in outcome.summary():
+                    out.print(line, highlight=False, markup=False)
+            return ExitCode.OK if outcome.completed else ExitCode.FAILED
         fallback = outcome
     view = ProgressView(args, str(request.get("TransformJobName", "")), _config(args).store_path)
     t0 = time.monotonic()
@@ -62,6 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     finally:
         view.close()
+    if args.json:
+        engine = {"engine": "ray", **({"fallback": fallback.reason} if fallback is not None else {})}
+        return _print_json_outcome(record, engine)
     code = _print_outcome(record, time.monotonic() - t0)
     if fallback is not None:
         out.print(fallback.engine_line, highlight=False, markup=False)
@@ -83,7 +98,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             highlight=False,
             markup=False,
         )
-        return EXIT_OK
+        return ExitCode.OK
     from runner.engine.job import resume_job
 
     view = ProgressView(args, args.name, _config(args).store_path)
@@ -92,7 +107,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
         record = resume_job(args.name, _config(args), on_progress=view.callback(), on_note=_note)
     finally:
         view.close()
+    if args.json:
+        return _print_json_outcome(record, {"engine": "ray"})
     return _print_outcome(record, time.monotonic() - t0)
+
+
+def _print_json_outcome(record: JobRecord, engine: dict[str, str]) -> int:
+    described = record.describe(epoch_times=False)
+    described["x-runner"] = {**described.get("x-runner", {}), **engine}
+    out.print_json(json.dumps(described, default=str))
+    return ExitCode.OK if record.status is TransformJobStatus.COMPLETED else ExitCode.FAILED
 
 
 def _print_outcome(record: JobRecord, elapsed: float) -> int:
@@ -113,29 +137,35 @@ def _print_outcome(record: JobRecord, elapsed: float) -> int:
             + (f"; {c.records_quarantined:,} records quarantined" if c.records_quarantined else ""),
             highlight=False,
         )
-    return EXIT_OK if record.status is TransformJobStatus.COMPLETED else EXIT_FAILED
+    return ExitCode.OK if record.status is TransformJobStatus.COMPLETED else ExitCode.FAILED
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from runner.contract.spec import parse_transform_job
     from runner.model.artifacts import parse_create_model
 
-    problems = []
+    problems: list[tuple[str, Problem]] = []
     try:
         parse_transform_job(_load_json(args.job, "job"))
     except SpecError as e:
-        problems += [f"{args.job}: {p}" for p in e.problems]
+        problems += [(args.job, p) for p in e.problems]
     if args.model:
         try:
             parse_create_model(_load_json(args.model, "model"))
         except SpecError as e:
-            problems += [f"{args.model}: {p}" for p in e.problems]
-    for p in problems:
-        out.print(p, highlight=False, markup=False)
-    if problems:
-        return EXIT_INVALID
-    out.print("valid")
-    return EXIT_OK
+            problems += [(args.model, p) for p in e.problems]
+    if args.json:
+        listed = [
+            {"file": f, "path": p.path, "value": p.value, "constraint": p.constraint, "message": str(p)}
+            for f, p in problems
+        ]
+        out.print_json(json.dumps({"valid": not problems, "problems": listed}, default=repr))
+    else:
+        for f, p in problems:
+            out.print(f"{f}: {p}", highlight=False, markup=False)
+        if not problems:
+            out.print("valid")
+    return ExitCode.INVALID if problems else ExitCode.OK
 
 
 def _remote_call(args: argparse.Namespace, operation: str, **kwargs: Any) -> dict[str, Any]:
@@ -150,7 +180,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     else:
         described = JobStore(_config(args).store_path).get_job(args.name).describe(epoch_times=False)
     out.print_json(json.dumps(described, default=str))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -160,13 +190,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         summaries = [r.summary(epoch_times=False) for r in JobStore(_config(args).store_path).list_jobs()]
     if args.json:
         out.print_json(json.dumps({"TransformJobSummaries": summaries}, default=str))
-        return EXIT_OK
+        return ExitCode.OK
     table = Table("TransformJobName", "TransformJobStatus", "CreationTime", "FailureReason")
     for s in summaries:
         name, status = s["TransformJobName"], s["TransformJobStatus"]
         table.add_row(name, status, str(s["CreationTime"]), (s.get("FailureReason") or "")[:80])
     out.print(table)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -184,7 +214,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
                 f"The request was rejected because the transform job is in status {record.status}."
             )
     err.print(f"stopping {args.name}", highlight=False)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -201,13 +231,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare_prefixes(args.a, args.b, Tolerance(args.rel_tol, args.abs_tol), args.max_diffs)
     except (CompareUsageError, ObjectNotFoundError) as e:
         err.print(f"error: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     if args.json:
         out.print_json(json.dumps(comparison_json(result)))
     else:
         for line in summary_lines(result):
             out.print(line, highlight=False, markup=False)
-    return EXIT_OK if result.equal else EXIT_FAILED
+    return ExitCode.OK if result.equal else ExitCode.FAILED
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -233,15 +263,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except OSError as e:
         err.print(f"error: cannot serve on {args.host}:{args.port}: {e}", highlight=False, markup=False)
-        return EXIT_ERROR
-    return EXIT_OK
+        return ExitCode.ERROR
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="batch-transform", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--home", help="where jobs, models and caches are kept (default: $BATCH_TRANSFORM_HOME)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
@@ -275,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--metrics-file", help=METRICS_FILE_HELP)
+    run.add_argument("--json", action="store_true", help=JSON_OUTCOME_HELP)
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser(
@@ -286,11 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(res)
     res.add_argument("--no-progress", action="store_true")
     res.add_argument("--metrics-file", help=METRICS_FILE_HELP)
+    res.add_argument("--json", action="store_true", help=JSON_OUTCOME_HELP)
     res.set_defaults(func=cmd_resume)
 
     val = sub.add_parser("validate", help="check a request (and model) without running it")
     val.add_argument("job")
     val.add_argument("--model")
+    val.add_argument(
+        "--json",
+        action="store_true",
+        help='{"valid": true|false, "problems": [{"file", "path", "value", "constraint", "message"}]}',
+    )
     val.set_defaults(func=cmd_validate)
 
     endpoint = "a `batch-transform serve` URL (or SageMaker's); default: the local job store"
@@ -352,26 +390,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    if args.home:
-        import os
-
-        os.environ["BATCH_TRANSFORM_HOME"] = args.home
     try:
         return int(args.func(args))
     except SpecError as e:
         err.print("invalid request:", highlight=False)
         for p in e.problems:
             err.print(f"  - {p}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except ResourceInUseError as e:
         err.print(f"ResourceInUse: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except JobError as e:
         err.print(f"ValidationException: {e}", highlight=False, markup=False)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except RunnerError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
-        return EXIT_ERROR
+        return ExitCode.ERROR
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.cli.console import EXIT_OK, err
-from runner.config import data_home
+from runner.cli.args import _config
+from runner.cli.console import err
+from runner.cli.exit_codes import ExitCode
 
 
 def add_s3_parser(sub: Any) -> None:
@@ -34,7 +35,7 @@ def add_s3_parser(sub: Any) -> None:
 def cmd_s3(args: argparse.Namespace) -> int:
     from runner.storage.embedded import EmbeddedS3
 
-    data_dir = Path(args.data_dir) if args.data_dir else data_home() / "s3"
+    data_dir = Path(args.data_dir) if args.data_dir else _config(args).data_dir / "s3"
     server = EmbeddedS3(data_dir)
     if args.s3_command == "start":
         info = server.start(port=args.port)
@@ -53,7 +54,7 @@ def cmd_s3(args: argparse.Namespace) -> int:
         storage_for(args.uri).ensure_bucket(args.uri)
     elif args.s3_command == "head":
         return _s3_head(args.uri, args.lines)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _s3_head(uri: str, lines: int) -> int:
@@ -68,7 +69,7 @@ def _s3_head(uri: str, lines: int) -> int:
             break
     text = b"\n".join(buf.split(b"\n")[:lines]).decode("utf-8", errors="replace")
     print(text, flush=True)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_exports(env: Mapping[str, str]) -> None:
@@ -94,4 +95,4 @@ def _s3_put(source: str, dest: str) -> int:
                     w.write(chunk)
             w.commit()
         err.print(f"uploaded {f} -> {target}", highlight=False)
-    return EXIT_OK
+    return ExitCode.OK

@@ -8,42 +8,39 @@ memory by payload size, not object size.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
 
-from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.contract.spec import AssembleWith, BatchStrategy
 from runner.engine.calls import cause_of
 from runner.engine.dispatch import Bisection, Dispatcher, ObjectStopped, Outstanding
 from runner.engine.replacer import current_workers
+from runner.engine.sizing import SMALL_OBJECT_BYTES
 from runner.errors import RunnerError
 from runner.jobs.counters import ObjectCounts, ProgressSink
 from runner.records.assembly import OutputAssembler
-from runner.records.batching import Payload, pack, pack_whole, pack_with_header
-from runner.records.columnar import pack_columnar
-from runner.records.dataprocessing import ObjectProcessor, RecordProcessing
-from runner.records.knobs import InputKnobs, input_knobs
+from runner.records.batching import Payload
+from runner.records.dataprocessing import ObjectProcessor
+from runner.records.payloads import Packing, payloads_of
 from runner.records.plan import InputObject
 from runner.records.quarantine import Quarantine, write_quarantine
-from runner.records.splitters import splitter_for
-from runner.records.streams import BackgroundWriter, InlineWriter, gunzip, read_ahead
-from runner.storage import storage_for
+from runner.records.streams import BackgroundWriter, InlineWriter, read_ahead
+from runner.storage import ObjectInfo, storage_for
+from runner.storage.s3 import S3Settings
 
-__all__ = ["FeedSettings", "InputKnobs", "ObjectResult", "input_knobs", "payloads_of", "run_objects"]
+__all__ = ["FeedSettings", "ObjectResult", "run_objects"]
 
 PROGRESS_EVERY_S = 0.5  # how often an object task sends its counts to the driver
 
 READ_AHEAD_PAYLOADS = 2
-# Objects of at most SMALL_OBJECT_BYTES go GROUP_OBJECTS to a task, GROUP_THREADS of them at a time.
-SMALL_OBJECT_BYTES = 1024 * 1024
-GROUP_OBJECTS = 32
+# The small objects of one task (engine/sizing.py ``take_batch``) run this many at a time.
 GROUP_THREADS = 8
 WAIT_STEP_S = 0.2  # how long the task's own thread blocks at a time (see run_objects)
 
@@ -52,11 +49,7 @@ WAIT_STEP_S = 0.2  # how long the task's own thread blocks at a time (see run_ob
 class FeedSettings:
     """What every object of a job shares (resolved values, after execution-parameters)."""
 
-    split_type: SplitType
-    compression: CompressionType
-    strategy: BatchStrategy
-    limit_bytes: int | None
-    limit_mb: int
+    packing: Packing
     assemble_with: AssembleWith
     output_content_type: str
     kms_key_id: str | None
@@ -68,10 +61,6 @@ class FeedSettings:
     # on_record_error quarantine (docs/contract.md §9, runner/records/quarantine.py); None: a model error
     # fails the object.
     quarantine: Quarantine | None = None
-    # DataProcessing (docs/contract.md §6.4); None when the job leaves it at the default.
-    processing: RecordProcessing | None = None
-    # Opt-in input/output extensions (docs/contract.md §9); the default is SageMaker's behaviour.
-    knobs: InputKnobs = InputKnobs()  # noqa: RUF009  (frozen: one shared value is safe)
 
 
 @dataclass(frozen=True)
@@ -89,62 +78,6 @@ class ObjectResult:
     output_etag: str = ""  # the committed .out's ETag, for the resume ledger
 
 
-def payloads_of(
-    obj: InputObject,
-    chunks: Iterable[bytes],
-    settings: FeedSettings,
-    processor: ObjectProcessor | None = None,
-    on_header: Callable[[bytes], None] | None = None,
-) -> Iterator[Payload]:
-    """``on_header`` gets a text/csv object's header line under ``csv_header first-line``."""
-    if settings.compression is CompressionType.GZIP:
-        chunks = gunzip(chunks, obj.name)
-    knobs = settings.knobs
-    if knobs.split_columnar:
-        return pack_columnar(
-            chunks, knobs.content_type, settings.strategy, settings.limit_bytes, obj.name, settings.limit_mb
-        )
-    splitter = (
-        splitter_for(settings.split_type, csv_quoted_newlines=knobs.csv_quoted_newlines)
-        if settings.split_type is not SplitType.NONE
-        else None
-    )
-    if knobs.csv_header and splitter is not None:
-        # The header is taken off before DataProcessing sees the records; InputFilter applies to it too,
-        # so the header sent names the columns sent.
-        processing = settings.processing
-        header_sent = None
-        if processing is not None and processing.filters_input:
-
-            def header_sent(header: bytes) -> bytes:
-                return b"".join(ObjectProcessor(processing, obj.name).input_chunks([header]))
-
-        return pack_with_header(
-            chunks,
-            splitter,
-            settings.strategy,
-            settings.limit_bytes,
-            obj.name,
-            settings.limit_mb,
-            on_header=on_header,
-            records=processor.input_chunks if processor is not None else None,
-            header_sent=header_sent,
-        )
-    if processor is not None:
-        # InputFilter per record before packing, so the payload limit counts the bytes sent.
-        chunks = processor.input_chunks(chunks)
-    if splitter is None:
-        return pack_whole(chunks, settings.limit_bytes, obj.name, settings.limit_mb)
-    return pack(
-        chunks,
-        splitter,
-        settings.strategy,
-        settings.limit_bytes,
-        obj.name,
-        settings.limit_mb,
-    )
-
-
 def failure(obj: InputObject, e: BaseException) -> tuple[str, str]:
     """(message, kind) for an object that failed; user-side faults are ClientErrors, as SageMaker's."""
     cause = cause_of(e)
@@ -160,13 +93,7 @@ def bisection_for(settings: FeedSettings) -> Bisection | None:
     """How a failing payload is split into records, under on_record_error quarantine."""
     if settings.quarantine is None:
         return None
-    knobs = settings.knobs
-    splitter = (
-        splitter_for(settings.split_type, csv_quoted_newlines=knobs.csv_quoted_newlines)
-        if settings.split_type is not SplitType.NONE
-        else None
-    )
-    return Bisection(splitter, knobs.csv_header)
+    return Bisection(settings.packing.splitter(), settings.packing.knobs.csv_header)
 
 
 def run_objects(
@@ -176,7 +103,7 @@ def run_objects(
     aws_env: Mapping[str, str],
     first_worker: int = 0,
 ) -> Iterator[ObjectCounts | list[ObjectResult]]:
-    """One object task: a large object alone, or several small ones (``scheduler.take_batch``),
+    """One object task: a large object alone, or several small ones (``sizing.take_batch``),
     ``GROUP_THREADS`` at a time: one task, one process and one result for the driver instead of one
     each per object, which is what small objects cost. Object k starts at worker
     ``first_worker + k``. Each object is still read, split, sent and written alone (payloads never
@@ -184,7 +111,8 @@ def run_objects(
 
     A generator task (``num_returns="streaming"``): it yields the counts of what its objects did
     since the last yield, every PROGRESS_EVERY_S, for the driver's live counters, then the results."""
-    os.environ.update(aws_env)
+    # The driver's S3 settings, passed to this task's storage rather than set in its environment.
+    s3 = S3Settings.from_env(aws_env)
     sink = ProgressSink()
     stop = threading.Event()
     # Which workers were replaced (only asked where one has died), once for all the objects.
@@ -192,7 +120,7 @@ def run_objects(
     pool = ThreadPoolExecutor(min(len(objects), GROUP_THREADS), thread_name_prefix="object")
     try:
         futures = [
-            pool.submit(transform_object, obj, settings, workers, sink, first_worker + k, stop, current)
+            pool.submit(transform_object, obj, settings, workers, sink, first_worker + k, stop, current, s3)
             for k, obj in enumerate(objects)
         ]
         next_report = time.monotonic() + PROGRESS_EVERY_S
@@ -221,146 +149,179 @@ def transform_object(
     first_worker: int = 0,
     stop: threading.Event | None = None,
     current: Any = None,
+    s3: S3Settings | None = None,
 ) -> ObjectResult:
     """Transform one object; never raises for a failure of the object itself (it is reported).
     Payload i goes to ``workers[(first_worker + i) % len(workers)]``: the scheduler rotates
     ``first_worker`` so objects of one payload each still use every worker. Once ``stop`` is set the
     object ends before its commit (ObjectStopped), so a stopped job writes no more outputs."""
-    t0 = time.perf_counter()
-    counts = ObjectCounts()
-    reported = ObjectCounts()
-    first_output_s: float | None = None
-    timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
+    return ObjectTransform(obj, settings, workers, sink, first_worker, stop, current, s3).run()
 
-    def report() -> None:
-        nonlocal reported
-        sink.add(counts.minus(reported))
-        reported = counts.copy()
 
-    def check_stop() -> None:
-        if stop is not None and stop.is_set():
-            raise ObjectStopped(f"{obj.name}: the job was stopped")
+class ObjectTransform:
+    """One object's run: its payloads out to the workers, their results back in payload order through
+    DataProcessing's output side, the output committed (or aborted), and what it did counted."""
 
-    try:
-        source = storage_for(obj.uri)
-        writer = storage_for(obj.output_uri).open_writer(
-            obj.output_uri, content_type=settings.output_content_type, kms_key_id=settings.kms_key_id
-        )
-        processor = (
-            ObjectProcessor(settings.processing, obj.name, settings.strategy is BatchStrategy.SINGLE_RECORD)
-            if settings.processing is not None
+    def __init__(
+        self,
+        obj: InputObject,
+        settings: FeedSettings,
+        workers: list[Any],
+        sink: ProgressSink,
+        first_worker: int,
+        stop: threading.Event | None,
+        current: Any,
+        s3: S3Settings | None,
+    ) -> None:
+        self.obj, self.settings, self.sink, self.stop, self.s3 = obj, settings, sink, stop, s3
+        self.t0 = time.perf_counter()
+        self.start = first_worker % len(workers)
+        self.counts = ObjectCounts()
+        self._reported = ObjectCounts()
+        self.first_output_s: float | None = None
+        self.timings = {"read_split_s": 0.0, "wait_result_s": 0.0, "write_s": 0.0}
+        packing = settings.packing
+        self.processor = (
+            ObjectProcessor(packing.processing, obj.name, packing.strategy is BatchStrategy.SINGLE_RECORD)
+            if packing.processing is not None
             else None
         )
-        with OutputAssembler(writer, settings.assemble_with) as out:
-            window: deque[Outstanding] = deque()
-            dispatcher = Dispatcher(
-                workers,
-                obj.name,
-                1 + settings.max_retries,
-                counts,
-                settings.replacer,
-                bisection_for(settings),
-                current,
-                stop.is_set if stop is not None else None,
+        self.dispatcher = Dispatcher(
+            workers,
+            obj.name,
+            1 + settings.max_retries,
+            self.counts,
+            settings.replacer,
+            bisection_for(settings),
+            current,
+            stop.is_set if stop is not None else None,
+        )
+        self.window: deque[Outstanding] = deque()
+        # Per outstanding payload: (its original records, first record, index) for DataProcessing.
+        self.pending: deque[tuple[list[bytes], int, int]] = deque()
+        # csv_header_in_output: the header, once read, until it is written atop the output.
+        self.header: list[bytes] = []
+
+    def run(self) -> ObjectResult:
+        obj = self.obj
+        try:
+            committed, bytes_out = self._transform()
+        except Exception as e:  # the object fails; the job goes on with the others
+            self._report()
+            message, kind = failure(obj, e)
+            return ObjectResult(
+                obj.uri,
+                obj.output_uri,
+                False,
+                error=message,
+                error_kind=kind,
+                # A failed object writes no quarantine file: its records are not counted as quarantined.
+                counts=replace(self.counts, records_quarantined=0),
+                node_id=ray.get_runtime_context().get_node_id(),
             )
-            # csv_header_in_output: the header, once read, until it is written atop the output.
-            header: list[bytes] = []
-            # Per outstanding payload: (its original records, first record, index) for DataProcessing.
-            pending: deque[tuple[list[bytes], int, int]] = deque()
+        self._report()
+        return ObjectResult(
+            obj.uri,
+            obj.output_uri,
+            True,
+            counts=self.counts,
+            bytes_out=bytes_out,
+            first_output_s=self.first_output_s,
+            timings={**self.timings, "total_s": time.perf_counter() - self.t0},
+            node_id=ray.get_runtime_context().get_node_id(),
+            output_etag=committed.etag,
+        )
+
+    def _transform(self) -> tuple[ObjectInfo, int]:
+        """Read, send, write and commit; the upload is aborted if anything raises."""
+        obj, settings = self.obj, self.settings
+        source = storage_for(obj.uri, self.s3)
+        writer = storage_for(obj.output_uri, self.s3).open_writer(
+            obj.output_uri, content_type=settings.output_content_type, kms_key_id=settings.kms_key_id
+        )
+        with OutputAssembler(writer, settings.assemble_with) as out:
             # A small object is one GET and one PUT: no read-ahead or writer thread.
             small = obj.size <= SMALL_OBJECT_BYTES
             background = InlineWriter(out) if small else BackgroundWriter(out, READ_AHEAD_PAYLOADS)
-
-            def write_head() -> None:
-                """Write the oldest outstanding result (results are written in payload order)."""
-                nonlocal first_output_s
-                t1 = time.perf_counter()
-                pieces = dispatcher.result(window.popleft())
-                t2 = time.perf_counter()
-                records, first, index = pending.popleft()
-                if header:
-                    background.add(header.pop())
-                # One piece, unless bad records were quarantined: then each run of good records' result
-                # is written as its own result body, in record order (runner/engine/dispatch.py).
-                for piece in pieces:
-                    body = piece.body
-                    if processor is not None:
-                        at = piece.first_record - first
-                        body = processor.output(
-                            body, records[at : at + piece.record_count], piece.first_record, index
-                        )
-                    background.add(body)
-                t3 = time.perf_counter()
-                timings["wait_result_s"] += t2 - t1
-                timings["write_s"] += t3 - t2
-                if first_output_s is None:
-                    first_output_s = t3 - t0
-
-            start = first_worker % len(workers)
-            on_header = header.append if settings.knobs.csv_header_in_output else None
-            produced = payloads_of(obj, source.iter_chunks(obj.uri), settings, processor, on_header)
+            on_header = self.header.append if settings.packing.knobs.csv_header_in_output else None
+            produced = payloads_of(
+                obj, source.iter_chunks(obj.uri), settings.packing, self.processor, on_header
+            )
             payloads = (p for p in produced) if small else read_ahead(produced, READ_AHEAD_PAYLOADS)
             try:
-                while True:
-                    t1 = time.perf_counter()
-                    p = next(payloads, None)
-                    timings["read_split_s"] += time.perf_counter() - t1
-                    if p is None:
-                        break
-                    while len(window) >= settings.max_in_flight:
-                        write_head()
-                    window.append(dispatcher.submit(p, start + p.index))
-                    originals = processor.take(p.record_count) if processor is not None else []
-                    pending.append((originals, p.first_record, p.index))
-                    counts.records += p.record_count
-                    counts.payloads += 1
-                    counts.bytes_in += len(p.data)
-                    check_stop()
-                    # Write what is already done, so output starts early and memory stays low.
-                    while window and ray.wait([window[0].ref], timeout=0)[0]:
-                        write_head()
-                    report()
-                while window:
-                    write_head()
-                if header:  # a header-only object: its output is the header alone
-                    background.add(header.pop())
+                self._send_all(payloads, background)
                 t1 = time.perf_counter()
                 background.flush()
             finally:
                 # Stop both threads before the upload is committed or aborted.
                 payloads.close()
                 background.close()
-            if dispatcher.quarantined:  # before the commit: a record must not vanish silently
+            if self.dispatcher.quarantined:  # before the commit: a record must not vanish silently
                 assert settings.quarantine is not None
-                write_quarantine(settings.quarantine, obj, dispatcher.quarantined)
-            check_stop()
+                write_quarantine(settings.quarantine, obj, self.dispatcher.quarantined, self.s3)
+            self._check_stop()
             committed = out.commit()
-            timings["write_s"] += time.perf_counter() - t1
-        report()
-        return ObjectResult(
-            obj.uri,
-            obj.output_uri,
-            True,
-            counts=counts,
-            bytes_out=out.bytes_out,
-            first_output_s=first_output_s,
-            timings={**timings, "total_s": time.perf_counter() - t0},
-            node_id=ray.get_runtime_context().get_node_id(),
-            output_etag=committed.etag,
-        )
-    except Exception as e:  # the object fails; the job goes on with the others
-        report()
-        message, kind = failure(obj, e)
-        return ObjectResult(
-            obj.uri,
-            obj.output_uri,
-            False,
-            error=message,
-            error_kind=kind,
-            # A failed object writes no quarantine file: its records are not counted as quarantined.
-            counts=replace(counts, records_quarantined=0),
-            node_id=ray.get_runtime_context().get_node_id(),
-        )
+            self.timings["write_s"] += time.perf_counter() - t1
+        return committed, out.bytes_out
+
+    def _send_all(self, payloads: Iterator[Payload], background: InlineWriter | BackgroundWriter) -> None:
+        """Every payload to a worker, at most ``max_in_flight`` outstanding; results written as they
+        come back, so output starts early and memory stays bounded by payloads, not the object."""
+        while True:
+            t1 = time.perf_counter()
+            p = next(payloads, None)
+            self.timings["read_split_s"] += time.perf_counter() - t1
+            if p is None:
+                break
+            while len(self.window) >= self.settings.max_in_flight:
+                self._write_head(background)
+            self.window.append(self.dispatcher.submit(p, self.start + p.index))
+            originals = self.processor.take(p.record_count) if self.processor is not None else []
+            self.pending.append((originals, p.first_record, p.index))
+            self.counts.records += p.record_count
+            self.counts.payloads += 1
+            self.counts.bytes_in += len(p.data)
+            self._check_stop()
+            while self.window and ray.wait([self.window[0].ref], timeout=0)[0]:
+                self._write_head(background)
+            self._report()
+        while self.window:
+            self._write_head(background)
+        if self.header:  # a header-only object: its output is the header alone
+            background.add(self.header.pop())
+
+    def _write_head(self, background: InlineWriter | BackgroundWriter) -> None:
+        """Write the oldest outstanding result (results are written in payload order)."""
+        t1 = time.perf_counter()
+        pieces = self.dispatcher.result(self.window.popleft())
+        t2 = time.perf_counter()
+        records, first, index = self.pending.popleft()
+        if self.header:
+            background.add(self.header.pop())
+        # One piece, unless bad records were quarantined: then each run of good records' result is
+        # written as its own result body, in record order (runner/engine/dispatch.py).
+        for piece in pieces:
+            body = piece.body
+            if self.processor is not None:
+                at = piece.first_record - first
+                body = self.processor.output(
+                    body, records[at : at + piece.record_count], piece.first_record, index
+                )
+            background.add(body)
+        t3 = time.perf_counter()
+        self.timings["wait_result_s"] += t2 - t1
+        self.timings["write_s"] += t3 - t2
+        if self.first_output_s is None:
+            self.first_output_s = t3 - self.t0
+
+    def _report(self) -> None:
+        """What this object did since it last reported, to its task's sink (the live counters)."""
+        self.sink.add(self.counts.minus(self._reported))
+        self._reported = self.counts.copy()
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ObjectStopped(f"{self.obj.name}: the job was stopped")
 
 
 def warm() -> None:

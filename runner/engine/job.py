@@ -57,6 +57,7 @@ from runner.model.artifacts import (
 from runner.model.runtime import RuntimeSettings
 from runner.records.dataprocessing import processing_for
 from runner.records.knobs import InputKnobs, input_knobs
+from runner.records.payloads import Packing
 from runner.records.plan import InputObject, plan_inputs
 from runner.records.quarantine import Quarantine, quarantine_for
 from runner.storage import storage_for
@@ -413,19 +414,22 @@ def feed(
     spec, resolved, pool = job.spec, workers.resolved, workers.pool
     store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
     limit_mb = resolved.max_payload_mb
-    settings = FeedSettings(
+    packing = Packing(
         split_type=spec.transform_input.split_type,
         compression=spec.transform_input.compression_type,
         strategy=resolved.batch_strategy,
         limit_bytes=limit_mb * MIB if limit_mb else None,
         limit_mb=limit_mb,
+        processing=processing_for(spec),
+        knobs=setup.knobs,
+    )
+    settings = FeedSettings(
+        packing=packing,
         assemble_with=spec.transform_output.assemble_with,
         output_content_type=spec.transform_output.accept or "application/octet-stream",
         kms_key_id=spec.transform_output.kms_key_id,
         max_in_flight=len(feed_groups(pool, config)[0]) * config.in_flight_per_worker,
-        processing=processing_for(spec),
         max_retries=spec.model_client_config.invocations_max_retries,
-        knobs=setup.knobs,
         replacer=pool.replacer(),
         quarantine=setup.quarantine,
     )

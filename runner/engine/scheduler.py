@@ -17,13 +17,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from runner.config import ObjectParallelism, RunnerConfig
 from runner.engine.feeder import (
-    GROUP_OBJECTS,
-    SMALL_OBJECT_BYTES,
     FeedSettings,
     ObjectResult,
     remote_run_objects,
 )
 from runner.engine.pool import WorkerPool
+from runner.engine.sizing import take_batch
 from runner.jobs.counters import JobCounters, ObjectCounts
 from runner.jobs.ledger import Ledger
 from runner.jobs.store import JobStore
@@ -132,18 +131,6 @@ def instance_nodes(pool: WorkerPool) -> list[str | None]:
         nodes.append(pool.infos[at].node_id if at < len(pool.infos) else None)
         at += len(workers)
     return nodes
-
-
-def take_batch(queue: deque[InputObject], slots: int) -> list[InputObject]:
-    """The next task's objects: a large object alone, or up to GROUP_OBJECTS small ones in a row, few
-    enough that each of the job's ``slots`` (object tasks in flight) still gets a share."""
-    batch = [queue.popleft()]
-    if batch[0].size > SMALL_OBJECT_BYTES:
-        return batch
-    size = min(GROUP_OBJECTS, -(-(len(queue) + 1) // max(1, slots)))
-    while queue and len(batch) < size and queue[0].size <= SMALL_OBJECT_BYTES:
-        batch.append(queue.popleft())
-    return batch
 
 
 def feed_all(

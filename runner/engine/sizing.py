@@ -1,14 +1,22 @@
-"""How many CPUs and GPUs each worker of an instance gets on this cluster, and whether the cluster can
-hold the instances at all. Pure: no Ray, so it is tested on plain resource dictionaries."""
+"""How a job is cut to fit the cluster: the CPUs and GPUs each worker of an instance gets, whether the
+cluster can hold the instances at all, and how many objects one object task takes. Pure: no Ray, so
+it is tested on plain resource dictionaries and object lists."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from runner.contract.instances import InstanceSpec, advertised_types
 from runner.errors import WorkerStartupError
+from runner.records.plan import InputObject
+
+# Objects of at most SMALL_OBJECT_BYTES go up to GROUP_OBJECTS to one task: a task, a process and a
+# result for the driver per object is what small objects would otherwise cost.
+SMALL_OBJECT_BYTES = 1024 * 1024
+GROUP_OBJECTS = 32
 
 
 @dataclass(frozen=True)
@@ -145,3 +153,15 @@ def _no_node_of_type(instance_type: str, nodes: Sequence[Mapping[str, float]]) -
         f"--resources='{{\"{instance_type}\": 1}}' (a KubeRay worker group or cluster launcher node type for "
         f"{instance_type}, scaled above zero; see docs/deploy.md)"
     )
+
+
+def take_batch(queue: deque[InputObject], slots: int) -> list[InputObject]:
+    """The next task's objects: a large object alone, or up to GROUP_OBJECTS small ones in a row, few
+    enough that each of the job's ``slots`` (object tasks in flight) still gets a share."""
+    batch = [queue.popleft()]
+    if batch[0].size > SMALL_OBJECT_BYTES:
+        return batch
+    size = min(GROUP_OBJECTS, -(-(len(queue) + 1) // max(1, slots)))
+    while queue and len(batch) < size and queue[0].size <= SMALL_OBJECT_BYTES:
+        batch.append(queue.popleft())
+    return batch

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from runner.config import OnRecordError, RunnerConfig
 from runner.contract.spec import SplitType, TransformJobSpec
@@ -37,6 +38,9 @@ from runner.records.columnar import is_columnar, media_type
 from runner.records.dataprocessing import processing_for
 from runner.records.plan import InputObject
 from runner.storage import scheme_of, storage_for
+
+if TYPE_CHECKING:
+    from runner.storage.s3 import S3Settings
 
 QUARANTINE_SUFFIX = ".jsonl"
 QUARANTINE_CONTENT_TYPE = "application/jsonlines"
@@ -168,8 +172,11 @@ def error_text(e: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + " ..."
 
 
-def write_quarantine(quarantine: Quarantine, obj: InputObject, records: list[BadRecord]) -> str:
-    """Write an object's bad records as JSON Lines, in record order; returns where."""
+def write_quarantine(
+    quarantine: Quarantine, obj: InputObject, records: list[BadRecord], s3: S3Settings | None = None
+) -> str:
+    """Write an object's bad records as JSON Lines, in record order; returns where. ``s3``: the
+    settings to reach S3 with (None: this process's environment)."""
     uri = quarantine.uri_for(obj)
     key = object_key(obj.uri)
     lines = [
@@ -179,5 +186,5 @@ def write_quarantine(quarantine: Quarantine, obj: InputObject, records: list[Bad
         + "\n"
         for r in sorted(records, key=lambda r: r.record_index)
     ]
-    storage_for(uri).put_bytes(uri, "".join(lines).encode(), content_type=QUARANTINE_CONTENT_TYPE)
+    storage_for(uri, s3).put_bytes(uri, "".join(lines).encode(), content_type=QUARANTINE_CONTENT_TYPE)
     return uri

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from runner.errors import StorageError
 from runner.storage.base import (
@@ -21,6 +22,9 @@ from runner.storage.base import (
     scheme_of,
     split_s3_uri,
 )
+
+if TYPE_CHECKING:
+    from runner.storage.s3 import S3Settings
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -46,21 +50,30 @@ def _factories() -> dict[str, Callable[[], Storage]]:
     return {"file": LocalStorage, "s3": S3Storage}
 
 
-_instances: dict[str, Storage] = {}
+# One instance per scheme and S3 settings per process: each S3 instance holds its own boto3 client.
+_instances: dict[tuple[str, S3Settings | None], Storage] = {}
 _instances_lock = threading.Lock()
 
 
-def _instance(scheme: str) -> Storage:
+def _instance(scheme: str, s3: S3Settings | None) -> Storage:
     # Locked: the threads of a grouped object task ask at once, and each instance builds its own
     # boto3 client (~0.1 CPU-s).
+    key = (scheme, s3 if scheme == "s3" else None)
     with _instances_lock:
-        if scheme not in _instances:
-            _instances[scheme] = _factories()[scheme]()
-        return _instances[scheme]
+        if key not in _instances:
+            if key[1] is not None:
+                from runner.storage.s3 import S3Storage
+
+                _instances[key] = S3Storage(key[1])
+            else:
+                _instances[key] = _factories()[scheme]()
+        return _instances[key]
 
 
-def storage_for(uri: str) -> Storage:
-    """The storage for ``uri``'s scheme; one shared instance per scheme per process."""
+def storage_for(uri: str, s3: S3Settings | None = None) -> Storage:
+    """The storage for ``uri``'s scheme; one shared instance per scheme (and S3 settings) per process.
+    ``s3``: how to reach S3 (endpoint, region, credentials, retries); None follows this process's
+    environment (the standard AWS variables and credential chain)."""
     scheme = scheme_of(uri)
     if scheme not in SCHEMES:
         valid = ", ".join(f"{s}://" for s in SCHEMES)
@@ -68,4 +81,4 @@ def storage_for(uri: str) -> Storage:
             f"unsupported URI {uri!r}: scheme {scheme + '://' if scheme else '(none)'} is not one of {valid}",
             uri,
         )
-    return _instance(scheme)
+    return _instance(scheme, s3)

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
-from runner.engine.feeder import GROUP_OBJECTS, SMALL_OBJECT_BYTES
 from runner.engine.job import run_job
-from runner.engine.scheduler import take_batch
+from runner.engine.sizing import GROUP_OBJECTS, SMALL_OBJECT_BYTES, take_batch
 from runner.jobs.store import JobStore, TransformJobStatus
 from runner.records.plan import InputObject
 

@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.config import RunnerConfig
-from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
-from runner.engine.feeder import FeedSettings, InputKnobs, input_knobs, payloads_of
+from runner.contract.spec import BatchStrategy, CompressionType, SplitType
 from runner.errors import RecordFormatError, SpecError
 from runner.records.batching import Payload
 from runner.records.columnar import ARROW_FILE, ARROW_STREAM, PARQUET, is_columnar, media_type, pack_columnar
+from runner.records.knobs import InputKnobs, input_knobs
+from runner.records.payloads import Packing, payloads_of
 from runner.records.plan import InputObject
 
 MULTI, SINGLE = BatchStrategy.MULTI_RECORD, BatchStrategy.SINGLE_RECORD
@@ -229,16 +230,12 @@ OBJ = InputObject("s3://b/in/t.parquet.gz", 0, "", "t.parquet.gz", "s3://b/out/t
 
 def test_payloads_of_routes_columnar_objects_and_gunzips_first() -> None:
     data = parquet_bytes(table(1000), 100)
-    settings_ = FeedSettings(
+    settings_ = Packing(
         split_type=SplitType.NONE,
         compression=CompressionType.GZIP,
         strategy=MULTI,
         limit_bytes=len(data) // 3,
         limit_mb=1,
-        assemble_with=AssembleWith.NONE,
-        output_content_type="text/csv",
-        kms_key_id=None,
-        max_in_flight=2,
         knobs=InputKnobs(content_type=PARQUET, split_columnar=True),
     )
     got = list(payloads_of(OBJ, [gzip.compress(data)], settings_))
@@ -247,9 +244,7 @@ def test_payloads_of_routes_columnar_objects_and_gunzips_first() -> None:
         pq.read_table(io.BytesIO(data))
     )
     # Knob off: the object is sent whole, as SageMaker does.
-    plain = FeedSettings(
-        **{**settings_.__dict__, "knobs": InputKnobs(content_type=PARQUET), "limit_bytes": None}
-    )
+    plain = Packing(**{**settings_.__dict__, "knobs": InputKnobs(content_type=PARQUET), "limit_bytes": None})
     assert [p.data for p in payloads_of(OBJ, [gzip.compress(data)], plain)] == [data]
 
 

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from runner.cli.main import _config, build_parser
 from runner.config import RunnerConfig
-from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
-from runner.engine.feeder import FeedSettings, InputKnobs, input_knobs, payloads_of
+from runner.contract.spec import BatchStrategy, CompressionType, SplitType
 from runner.errors import RecordFormatError, SpecError
 from runner.records.batching import pack, pack_with_header
 from runner.records.dataprocessing import ObjectProcessor, RecordProcessing
+from runner.records.knobs import InputKnobs, input_knobs
+from runner.records.payloads import Packing, payloads_of
 from runner.records.plan import InputObject
 from runner.records.splitters import csv as csv_splitter
 from runner.records.splitters import greedy_end_by_records, splitter_for
@@ -265,20 +266,16 @@ def processing(**kw: Any) -> RecordProcessing:
     return RecordProcessing(**{**base, **kw})
 
 
-def feed(knobs: InputKnobs, **kw: Any) -> FeedSettings:
+def feed(knobs: InputKnobs, **kw: Any) -> Packing:
     base: dict[str, Any] = {
         "split_type": SplitType.LINE,
         "compression": CompressionType.NONE,
         "strategy": MULTI,
         "limit_bytes": 100,
         "limit_mb": 1,
-        "assemble_with": AssembleWith.LINE,
-        "output_content_type": "text/csv",
-        "kms_key_id": None,
-        "max_in_flight": 2,
         "knobs": knobs,
     }
-    return FeedSettings(**{**base, **kw})
+    return Packing(**{**base, **kw})
 
 
 OBJ = InputObject("s3://b/in/h.csv", 0, "", "h.csv", "s3://b/out/h.csv.out")
@@ -303,7 +300,7 @@ def test_all_knobs_off_is_the_line_splitter() -> None:
     data = b'h,"x\ny"\n1,2\n'
     got = [p.data for p in payloads_of(OBJ, [data], feed(InputKnobs(), strategy=SINGLE))]
     assert got == [b'h,"x\n', b'y"\n', b"1,2\n"]
-    assert FeedSettings.__dataclass_fields__["knobs"].default == InputKnobs()
+    assert Packing.__dataclass_fields__["knobs"].default == InputKnobs()
 
 
 def test_input_knobs_apply_to_csv_lines_only_and_refuse_what_cannot_work() -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.contract.spec import AssembleWith, BatchStrategy, CompressionType, SplitType
+from runner.contract.spec import BatchStrategy, CompressionType, SplitType
 from runner.errors import RecordFormatError
 from runner.records.batching import MIB, pack
 from runner.records.splitters import splitter_for
@@ -255,20 +255,16 @@ def test_corrupt_record_deep_in_a_large_object_has_its_absolute_offset() -> None
 
 
 def feed(data: bytes, strategy: BatchStrategy, limit_mb: int, chunk: int = 10) -> list[bytes]:
-    from runner.engine.feeder import FeedSettings, payloads_of
+    from runner.records.payloads import Packing, payloads_of
     from runner.records.plan import InputObject
 
     obj = InputObject("s3://b/in/x.tfr.gz", len(data), "", "x.tfr.gz", "s3://b/out/x.tfr.gz.out")
-    feed_settings = FeedSettings(
+    feed_settings = Packing(
         split_type=SplitType.TFRECORD,
         compression=CompressionType.GZIP,
         strategy=strategy,
         limit_bytes=limit_mb * MIB or None,
         limit_mb=limit_mb,
-        assemble_with=AssembleWith.NONE,
-        output_content_type="application/octet-stream",
-        kms_key_id=None,
-        max_in_flight=1,
     )
     return [p.data for p in payloads_of(obj, iter(chunked(data, chunk)), feed_settings)]
 
