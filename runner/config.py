@@ -67,6 +67,7 @@ def data_home(environ: dict[str, str] | None = None) -> Path:
 class RunnerConfig:
     """How the engine runs a job. Defaults give SageMaker's behaviour on a local Ray."""
 
+    # None: Ray's own rules (RAY_ADDRESS, else a Ray started on this machine, else a new local one).
     ray_address: str | None = None
     home: Path | None = None
     # Workers (Ray actors) per instance; None = the resolved MaxConcurrentTransforms.
@@ -107,6 +108,9 @@ class RunnerConfig:
     # settings in this process (runner/engine/warm.py); 0: shut down at the job's end. `serve` keeps them
     # SERVE_WARM_POOL_S by default, `run` (one job a process) does not.
     warm_pool_s: float = 0.0
+    # A GPU instance type on a Ray with no GPU: refused unless this is set (the model then runs on the
+    # CPU, and the job says so).
+    allow_cpu_for_gpu: bool = False
 
     def __post_init__(self) -> None:
         # Plain strings are accepted (CLI flags, Python callers) and become the enums.

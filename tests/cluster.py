@@ -178,11 +178,18 @@ def run_cli(
     home: Path,
     cluster: ClusterInfo,
     timeout_s: float = JOB_TIMEOUT_S,
+    via_environment: bool = False,
 ) -> CliRun:
-    """``batch-transform --home HOME run JOB --model MODEL --ray-address ADDRESS`` on ``cluster``."""
-    command = [sys.executable, "-m", "runner.cli", "--home", str(home)]
-    command += [*_write_requests(request, model, tmp), "--ray-address", cluster.address]
-    return _run(command, _ray_env(cluster.ray_tmp), timeout_s)
+    """``batch-transform --home HOME run JOB --model MODEL --ray-address ADDRESS`` on ``cluster``; with
+    ``via_environment`` the address is given as RAY_ADDRESS instead, as ``ray job submit`` and a KubeRay
+    RayJob give it to the driver."""
+    command = [sys.executable, "-m", "runner.cli", "--home", str(home), *_write_requests(request, model, tmp)]
+    env = _ray_env(cluster.ray_tmp)
+    if via_environment:
+        env["RAY_ADDRESS"] = cluster.address
+    else:
+        command += ["--ray-address", cluster.address]
+    return _run(command, env, timeout_s)
 
 
 def run_cli_on_local_ray(

@@ -55,6 +55,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         quarantine_path=getattr(args, "quarantine_path", None),
         object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
         warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
+        allow_cpu_for_gpu=bool(getattr(args, "allow_cpu_for_gpu", False)),
     )
 
 
@@ -99,7 +100,16 @@ def _add_input_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
     """Where and how jobs run (RunnerConfig): the Ray cluster, workers, the model runtime."""
-    parser.add_argument("--ray-address", help="run on this Ray cluster instead of starting a local one")
+    parser.add_argument(
+        "--ray-address",
+        help="run on this Ray cluster (host:port, auto); default: $RAY_ADDRESS, else a Ray running on "
+        "this machine, else a new local one, the only kind whose instances are scaled down to fit",
+    )
+    parser.add_argument(
+        "--allow-cpu-for-gpu",
+        action="store_true",
+        help="run a GPU instance type on a Ray with no GPU (on the CPU); refused without this",
+    )
     parser.add_argument(
         "--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms"
     )

@@ -140,6 +140,25 @@ def ensure_ray(config: RunnerConfig) -> None:
         )
 
 
+def ray_is_own(config: RunnerConfig) -> bool:
+    """True when the job runs on a Ray this process started (no ``--ray-address``, no RAY_ADDRESS,
+    no cluster already running on this machine): only there are instances scaled down to fit. A Ray
+    that was joined, by flag or by environment, gets the cluster rules: instances that cannot be
+    placed fail at once, naming what is missing."""
+    if config.ray_address is not None:
+        return False
+    node = getattr(ray._private.worker, "_global_node", None)  # set by ray.init in this process
+    return bool(node is not None and getattr(node, "head", False))
+
+
+def describe_ray(config: RunnerConfig) -> str:
+    """One line for the job's notes: which Ray it runs on, and which placement rules apply."""
+    if ray_is_own(config):
+        return "Ray: started by this process; instances larger than this machine are scaled down to fit"
+    address = ray.get_runtime_context().gcs_address
+    return f"Ray: joined the cluster at {address}; instances must fit its nodes as they are (no scale-down)"
+
+
 def shutdown_ray() -> None:
     """Disconnect from (or stop, when this process started it) the Ray that ``ensure_ray`` joined."""
     if ray.is_initialized():
@@ -277,8 +296,9 @@ def execute(
     objects are cancelled (their uploads aborted) and the job ends Stopped."""
     setup = set_up(job, store, config, on_note)
     ensure_ray(config)
+    on_note(describe_ray(config))
     warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
-    if config.ray_address is None:  # the workers share this machine's cache: fill it meanwhile
+    if ray_is_own(config):  # the workers share this machine's cache: fill it meanwhile
         prefetch_model(setup.model, config.model_cache_dir)
     workers = start_workers(job, setup, config, on_note)
     park = False
@@ -368,11 +388,12 @@ def start_workers(
         resources.instance_count,
         config.workers_per_instance or resolved.max_concurrent_transforms,
         ray.cluster_resources(),
-        local=config.ray_address is None,
+        local=ray_is_own(config),
+        allow_cpu_for_gpu=config.allow_cpu_for_gpu,
     )
     for note in sizing.notes:
         on_note(note)
-    if config.ray_address is not None:
+    if not ray_is_own(config):
         alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         check_fits(resources.instance_type, resources.instance_count, sizing, alive)
     template = WorkerTemplate(

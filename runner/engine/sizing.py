@@ -65,8 +65,10 @@ def size_instances(
     workers: int,
     cluster: Mapping[str, float],
     local: bool,
+    allow_cpu_for_gpu: bool = False,
 ) -> InstanceSizing:
-    """Split an instance's vCPUs/GPUs over its workers; scale down only on a runner-started local Ray.
+    """Split an instance's vCPUs/GPUs over its workers; scale down only on a Ray this process started
+    (``local``). A GPU instance type never runs on the CPU unless ``allow_cpu_for_gpu`` says so.
 
     On an existing cluster (``local`` False) whose ``cluster`` resources include ml instance types,
     the bundles also ask for the node resource named after the instance type."""
@@ -86,6 +88,13 @@ def size_instances(
             cpus = scaled
         if gpus * count > have_gpu:
             scaled = have_gpu / count
+            if scaled == 0 and not allow_cpu_for_gpu:
+                raise WorkerStartupError(
+                    f"TransformResources.InstanceType {instance.instance_type} has {instance.gpus} GPU(s) "
+                    "and this machine's Ray has none, so the model would run on the CPU. Choose a CPU "
+                    "instance type, run on a Ray cluster with GPUs (--ray-address), or allow it "
+                    "explicitly with --allow-cpu-for-gpu (RunnerConfig.allow_cpu_for_gpu)"
+                )
             notes.append(
                 f"{instance.instance_type} has {instance.gpus} GPU(s); this machine has {have_gpu:g}, so "
                 f"each instance runs on {scaled:g} GPU(s)"

@@ -95,3 +95,21 @@ def test_unlabelled_cluster_message_is_unchanged() -> None:
         check_fits("ml.m5.24xlarge", 1, s, nodes)
     assert "1 x ml.m5.24xlarge needs 96 CPUs on one node per instance" in str(e.value)
     assert "advertis" not in str(e.value)
+
+
+def test_a_gpu_type_on_a_ray_without_gpus_is_refused_unless_allowed() -> None:
+    """A GPU instance type never runs on the CPU silently: without the explicit setting the job fails
+    before any worker starts, naming the type, the missing GPU and the flag."""
+    with pytest.raises(WorkerStartupError) as refused:
+        sizing("ml.g4dn.xlarge", 1, {"CPU": 2.0}, local=True)
+    message = str(refused.value)
+    assert "ml.g4dn.xlarge has 1 GPU(s) and this machine's Ray has none" in message
+    assert "--allow-cpu-for-gpu" in message
+    allowed = size_instances(
+        instance_spec("ml.g4dn.xlarge"), 1, 1, {"CPU": 2.0}, local=True, allow_cpu_for_gpu=True
+    )
+    assert allowed.gpus_per_worker == 0.0
+    assert any("the model runs on the CPU" in note for note in allowed.notes)
+    # A machine with fewer GPUs than the type still runs on GPUs: a share, said in a note.
+    shared = size_instances(instance_spec("ml.g4dn.12xlarge"), 1, 4, {"CPU": 48.0, "GPU": 2.0}, local=True)
+    assert shared.gpus_per_worker == 0.5 and "each instance runs on 2 GPU(s)" in shared.notes[0]
