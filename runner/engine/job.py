@@ -306,9 +306,8 @@ def execute(
         ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
         results = feed(job, setup, workers, store, config, on_progress, should_stop)
         stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
-        worker_stats = (
-            [] if stopped else workers.pool.stats()
-        )  # busy workers would answer after their payloads
+        # Busy workers of a stopped job would answer only after their payloads.
+        worker_stats = [] if stopped else workers.pool.stats()
         # Kept warm only when nothing went wrong: a lost or replaced worker, a failed object.
         park = (
             workers.warm
