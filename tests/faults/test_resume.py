@@ -184,6 +184,25 @@ def test_a_failed_job_resumes_only_its_failed_object(
         resume_job("poisoned", config)
 
 
+@pytest.mark.slow  # a resumed job in a process of its own
+def test_resume_json_prints_the_resumed_jobs_describe(
+    bucket: Bucket, failed_job: tuple[RunnerConfig, dict[str, bytes], Path]
+) -> None:
+    config, _, flag = failed_job
+    flag.unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "--home", str(config.home), "resume", "poisoned", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)  # stdout holds the JSON alone; notes go to stderr
+    assert described["TransformJobStatus"] == "Completed"
+    assert described["x-runner"]["objects_resumed"] == 4 and described["x-runner"]["engine"] == "ray"
+    assert "1 to run" in done.stderr
+
+
 def test_a_changed_model_is_refused(
     tmp_path: Path, failed_job: tuple[RunnerConfig, dict[str, bytes], Path]
 ) -> None:

@@ -122,3 +122,18 @@ def test_describe_unknown_job(tmp_path: Path) -> None:
     proc = cli("describe", "no-such-job", home=tmp_path, check=False)
     assert proc.returncode == 2
     assert "Requested resource not found" in proc.stderr
+
+
+def test_validate_json_lists_each_problem_with_its_path_value_and_constraint(tmp_path: Path) -> None:
+    job = json.loads((EXAMPLE / "job.json").read_text())
+    job["MaxPayloadInMB"] = 101
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = cli("validate", str(tmp_path / "job.json"), "--json", home=tmp_path, check=False)
+    assert proc.returncode == 2
+    answer = json.loads(proc.stdout)
+    assert answer["valid"] is False
+    (problem,) = [p for p in answer["problems"] if p["path"] == "maxPayloadInMB"]
+    assert problem["value"] == 101 and problem["file"] == str(tmp_path / "job.json")
+    assert problem["message"].startswith("Value 101 at 'maxPayloadInMB' failed to satisfy constraint")
+    ok = cli("validate", str(EXAMPLE / "job.json"), "--json", home=tmp_path)
+    assert json.loads(ok.stdout) == {"valid": True, "problems": []}
