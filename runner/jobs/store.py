@@ -87,7 +87,7 @@ class JobRecord:
             "TransformJobStatus": str(self.status),
         }
         if self.failure_reason:
-            out["FailureReason"] = failure_reason(self.failure_reason)
+            out["FailureReason"] = self.failure_reason  # cut to its limit when stored
         for key in (
             "ModelName",
             "MaxConcurrentTransforms",
@@ -128,7 +128,7 @@ class JobRecord:
         if self.transform_end_time is not None:
             out["TransformEndTime"] = t(self.transform_end_time)
         if self.failure_reason:
-            out["FailureReason"] = failure_reason(self.failure_reason)
+            out["FailureReason"] = self.failure_reason  # cut to its limit when stored
         return out
 
 
