@@ -7,7 +7,7 @@ The Python API (the README's "Python API" section shows it in use)::
     record = run_job(create_transform_job_request, RunnerConfig(), model_request=create_model_request)
     record.status, record.failure_reason, record.counters, record.describe()
 
-``run_job``, ``resume_job`` and ``create_job`` import Ray on first use; the rest does not.
+``run_job`` and ``resume_job`` import Ray on first use; the rest does not.
 """
 
 from __future__ import annotations
