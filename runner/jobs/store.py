@@ -149,15 +149,28 @@ CREATE TABLE IF NOT EXISTS job_owners (name_key TEXT PRIMARY KEY, owner TEXT NOT
 """
 
 
+_WAL_ATTEMPTS = 20
+
+
 class JobStore:
     """SQLite-backed; safe to use from several processes (each call opens its own connection)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        # Switching a new database to WAL takes an exclusive lock without SQLite's busy handler, so two
+        # processes opening a fresh store at once can get "database is locked": retry that briefly.
+        for attempt in range(_WAL_ATTEMPTS):
+            try:
+                with self.connect() as db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -63,3 +64,26 @@ def test_names_are_unique_case_insensitively(tmp_path: Path) -> None:
         store.create_job(record("job-a"))
     with pytest.raises(ResourceNotFoundError, match="Requested resource not found"):
         store.get_job("job-b")
+
+
+def test_a_fresh_store_opened_by_many_at_once_opens_for_all(tmp_path: Path) -> None:
+    # A job's thread and a watcher (or two job processes) often open a new store together; the switch
+    # to WAL must not fail either of them with "database is locked".
+    errors: list[BaseException] = []
+    for trial in range(40):
+        path = tmp_path / f"store-{trial}" / "jobs.db"
+        barrier = threading.Barrier(8)
+
+        def open_store(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                JobStore(path)
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
