@@ -111,6 +111,9 @@ class RunnerConfig:
     # A GPU instance type on a Ray with no GPU: refused unless this is set (the model then runs on the
     # CPU, and the job says so).
     allow_cpu_for_gpu: bool = False
+    # On a joined cluster, send this process's AWS keys to the nodes instead of letting each use its own
+    # credential chain (engine/credentials.py).
+    forward_aws_credentials: bool = False
 
     def __post_init__(self) -> None:
         # Plain strings are accepted (CLI flags, Python callers) and become the enums.
@@ -140,3 +143,8 @@ class RunnerConfig:
     def job_log_dir(self, job_name: str) -> Path:
         """Where a job's model-server logs go (one file per worker)."""
         return self.data_dir / "logs" / job_name
+
+
+def is_jobs_api(address: str | None) -> bool:
+    """An address of the Ray Jobs API (``http://head:8265``): ``run`` submits itself there as a Ray job."""
+    return bool(address) and str(address).startswith(("http://", "https://"))

@@ -13,6 +13,7 @@ of /tmp/ray, where other local Rays look for a cluster to join.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -208,3 +209,180 @@ def run_cli_on_local_ray(
         args += ["--ray-address", "{address}"]
     with _ray_tmpdir() as ray_tmp:
         return _run([sys.executable, "-c", LOCAL_RAY_CLI, str(num_cpus), *args], _ray_env(ray_tmp), timeout_s)
+
+
+# --- Rays started the way users start them: `ray start --head`, then `ray start --address` per node.
+
+
+@dataclass(frozen=True)
+class RayNode:
+    """One `ray start` node: its CPUs, and the environment it holds beyond the test's (e.g. the S3 keys
+    an instance role would give it)."""
+
+    num_cpus: int
+    env: Mapping[str, str] | None = None
+    resources: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class StartedCluster:
+    """A `ray start` cluster: the GCS address (``host:port``), the Jobs API (``http://``) and Ray
+    Client (``ray://``) addresses, and the token its nodes require (None: token authentication off)."""
+
+    gcs: str
+    dashboard: str | None
+    client: str | None
+    token: str | None
+    ray_tmp: str
+    pids: tuple[int, ...]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _node_env(ray_tmp: str, node: RayNode, token: str | None) -> dict[str, str]:
+    env = _ray_env(ray_tmp)
+    # The Jobs API runs `batch-transform` on the head: this venv's, as an image would have it on PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if token is not None:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    else:
+        env["RAY_AUTH_MODE"] = "disabled"
+    # A Ray job's `batch-transform run` (the Jobs API) keeps its job store here, not in ~.
+    env["BATCH_TRANSFORM_HOME"] = str(Path(ray_tmp) / "head-home")
+    env.update(node.env or {})
+    return env
+
+
+def _start_node(args: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    ray = str(Path(sys.executable).parent / "ray")
+    with open(log_path, "wb") as log:
+        # --block: the node lives exactly as long as this process, which the test stops by pid.
+        return subprocess.Popen(
+            [ray, "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+
+def _wait_started(process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + CLUSTER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if "Ray runtime started" in log_path.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(
+        f"`ray start` of the {what} did not start:\n{log_path.read_text(errors='replace')[-3000:]}"
+    )
+
+
+def _stop_node(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=CLUSTER_STOP_TIMEOUT_S)
+    # Whatever of the node is left (raylet, GCS, workers) is in its session: kill it all.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextmanager
+def ray_start_cluster(
+    nodes: Sequence[RayNode],
+    dashboard: bool = False,
+    client: bool = False,
+    token: str | None = None,
+) -> Iterator[StartedCluster]:
+    """``ray start --head`` with ``nodes[0]``, then ``ray start --address`` for each other node,
+    stopped by pid when the block ends. ``dashboard``: serve the Jobs API; ``client``: serve Ray
+    Client; ``token``: require it (RAY_AUTH_MODE=token), else token authentication is off."""
+    with _ray_tmpdir() as ray_tmp:
+        port = _free_port()
+        head_args = ["--head", f"--port={port}", f"--num-cpus={nodes[0].num_cpus}", "--num-gpus=0"]
+        dashboard_port = _free_port() if dashboard else None
+        client_port = _free_port() if client else None
+        head_args += (
+            [f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1", "--include-dashboard=true"]
+            if dashboard
+            else ["--include-dashboard=false"]
+        )
+        if client_port is not None:
+            head_args.append(f"--ray-client-server-port={client_port}")
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            for i, node in enumerate(nodes):
+                # Each other node gets its own temp dir, as a machine of its own has: nodes sharing one
+                # would unpack a Ray job's working_dir into the same folder, each under the other.
+                args = (
+                    head_args
+                    if i == 0
+                    else [
+                        f"--address=127.0.0.1:{port}",
+                        f"--num-cpus={node.num_cpus}",
+                        f"--temp-dir={Path(ray_tmp) / f'node-{i}'}",
+                    ]
+                )
+                if node.resources:
+                    args.append(f"--resources={json.dumps(dict(node.resources))}")
+                log_path = Path(ray_tmp) / f"node-{i}.log"
+                processes.append(_start_node(args, _node_env(ray_tmp, node, token), log_path))
+                _wait_started(processes[-1], log_path, "head" if i == 0 else f"node {i}")
+            yield StartedCluster(
+                gcs=f"127.0.0.1:{port}",
+                dashboard=f"http://127.0.0.1:{dashboard_port}" if dashboard_port else None,
+                client=f"ray://127.0.0.1:{client_port}" if client_port else None,
+                token=token,
+                ray_tmp=ray_tmp,
+                pids=tuple(p.pid for p in processes),
+            )
+        finally:
+            for process in reversed(processes):
+                _stop_node(process)
+
+
+def driver_env(cluster: StartedCluster, drop: Sequence[str] = (), **extra: str) -> dict[str, str]:
+    """A driver's environment for ``cluster``: the test's, with the cluster's token (as RAY_AUTH_TOKEN
+    alone: the runner turns token mode on itself), without ``drop``, plus ``extra``."""
+    env = _ray_env(cluster.ray_tmp)
+    env.pop("RAY_AUTH_MODE", None)
+    if cluster.token is not None:
+        env["RAY_AUTH_TOKEN"] = cluster.token
+    for name in drop:
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def run_cli_with(
+    request: Mapping[str, Any],
+    model: Mapping[str, Any],
+    tmp: Path,
+    home: Path,
+    env: Mapping[str, str],
+    *flags: str,
+    timeout_s: float = JOB_TIMEOUT_S,
+) -> CliRun:
+    """``batch-transform --home HOME run JOB --model MODEL *flags`` with exactly ``env``."""
+    command = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "--home",
+        str(home),
+        *_write_requests(request, model, tmp),
+        *flags,
+    ]
+    return _run(command, env, timeout_s)

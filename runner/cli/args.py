@@ -56,6 +56,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
         warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
         allow_cpu_for_gpu=bool(getattr(args, "allow_cpu_for_gpu", False)),
+        forward_aws_credentials=bool(getattr(args, "forward_aws_credentials", False)),
     )
 
 
@@ -109,6 +110,12 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
         "--allow-cpu-for-gpu",
         action="store_true",
         help="run a GPU instance type on a Ray with no GPU (on the CPU); refused without this",
+    )
+    parser.add_argument(
+        "--forward-aws-credentials",
+        action="store_true",
+        help="on a joined Ray cluster, send this process's AWS keys to the nodes (default: each node "
+        "uses its own credential chain; only the endpoint, region and retry settings are sent)",
     )
     parser.add_argument(
         "--workers-per-instance", type=int, help="default: the resolved MaxConcurrentTransforms"

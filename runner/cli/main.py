@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -30,6 +31,7 @@ from runner.cli.exit_codes import ExitCode
 from runner.cli.s3 import add_s3_parser
 from runner.config import (
     SERVE_WARM_POOL_S,
+    is_jobs_api,
 )
 from runner.errors import JobError, Problem, ResourceInUseError, RunnerError, SpecError
 from runner.jobs.counters import JobCounters
@@ -66,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     out.print(line, highlight=False, markup=False)
             return ExitCode.OK if outcome.completed else ExitCode.FAILED
         fallback = outcome
+    if is_jobs_api(args.ray_address):
+        return _submit_to_jobs_api(args, request, model_request)
     view = ProgressView(args, str(request.get("TransformJobName", "")), _config(args).store_path)
     t0 = time.monotonic()
     try:
@@ -81,6 +85,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     if fallback is not None:
         out.print(fallback.engine_line, highlight=False, markup=False)
     return code
+
+
+def _submit_to_jobs_api(
+    args: argparse.Namespace, request: dict[str, Any], model_request: dict[str, Any] | None
+) -> int:
+    """``--ray-address http://head:8265``: the run goes to the cluster as a Ray job, once the request
+    is known to be valid here (engine/submit.py)."""
+    from runner.contract.spec import parse_transform_job
+    from runner.engine.submit import remote_argv, submit_run
+    from runner.model.artifacts import parse_create_model
+
+    spec = parse_transform_job(request)
+    if model_request is not None:
+        parse_create_model(model_request)
+    if args.forward_aws_credentials:
+        err.print(
+            "error: --forward-aws-credentials cannot go with a Ray Jobs API address: a Ray job's "
+            "environment is shown in Ray's logs and dashboard; give the nodes their credentials "
+            "(an instance profile, IRSA, a Kubernetes secret)",
+            highlight=False,
+            markup=False,
+        )
+        return ExitCode.INVALID
+    files = {"job.json": Path(args.job).read_bytes()}
+    if args.model:
+        files["model.json"] = Path(args.model).read_bytes()
+    return submit_run(
+        args.ray_address,
+        remote_argv(args.argv, args.job, args.model),
+        files,
+        spec.name,
+        _write_through,
+        _note,
+    )
+
+
+def _write_through(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _note(message: str) -> None:
@@ -242,12 +285,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from runner.server.http import serve  # imports Ray: only for the commands that run jobs
-    from runner.server.sigv4 import identities_from_env
+    from runner.server.sigv4 import server_identities
+
+    try:
+        identities = server_identities(args.api_keys_file)
+    except ValueError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return ExitCode.INVALID
 
     def ready(url: str) -> None:
+        keys = ", ".join(sorted(identities))
         err.print(
             f"SageMaker API on {url} (jobs in {_config(args).store_path}); requests must be SigV4-signed "
-            "with this process's AWS_ACCESS_KEY_ID",
+            f"with an API key it was given (access key id {keys})",
             highlight=False,
         )
 
@@ -256,7 +306,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             _config(args),
-            identities_from_env(),
+            identities,
             args.allow_remote,
             on_ready=ready,
             fault=FaultMode(args.fault) if args.fault else None,
@@ -351,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8090, help="default: 8090; 0 picks a free port")
     srv.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
+    srv.add_argument(
+        "--api-keys-file",
+        metavar="PATH",
+        help="the keys clients sign requests with: ACCESS_KEY_ID:SECRET_ACCESS_KEY, one pair a line "
+        "(default: BATCH_TRANSFORM_API_KEYS_FILE, else BATCH_TRANSFORM_API_KEYS, else this process's "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); S3 is reached with the usual AWS credential chain",
+    )
     _add_engine_flags(srv)
     _add_input_flags(srv)
     srv.add_argument(
@@ -387,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: a Jobs API run passes it on
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

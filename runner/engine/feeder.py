@@ -20,6 +20,7 @@ import ray
 
 from runner.contract.spec import AssembleWith, BatchStrategy
 from runner.engine.calls import cause_of
+from runner.engine.credentials import AwsEnvironment
 from runner.engine.dispatch import Bisection, Dispatcher, ObjectStopped, Outstanding
 from runner.engine.replacer import current_workers
 from runner.engine.sizing import SMALL_OBJECT_BYTES
@@ -100,7 +101,7 @@ def run_objects(
     objects: list[InputObject],
     settings: FeedSettings,
     workers: list[Any],
-    aws_env: Mapping[str, str],
+    aws: AwsEnvironment,
     first_worker: int = 0,
 ) -> Iterator[ObjectCounts | list[ObjectResult]]:
     """One object task: a large object alone, or several small ones (``sizing.take_batch``),
@@ -111,8 +112,9 @@ def run_objects(
 
     A generator task (``num_returns="streaming"``): it yields the counts of what its objects did
     since the last yield, every PROGRESS_EVERY_S, for the driver's live counters, then the results."""
-    # The driver's S3 settings, passed to this task's storage rather than set in its environment.
-    s3 = S3Settings.from_env(aws_env)
+    # The S3 settings that travelled (engine/credentials.py), passed to this task's storage rather
+    # than set in its environment.
+    s3 = aws.s3()
     sink = ProgressSink()
     stop = threading.Event()
     # Which workers were replaced (only asked where one has died), once for all the objects.
@@ -329,5 +331,22 @@ def warm() -> None:
     with this module already imported instead of starting one (about 2 s here)."""
 
 
+def run_objects_at_once(
+    objects: list[InputObject],
+    settings: FeedSettings,
+    workers: list[Any],
+    aws: AwsEnvironment,
+    first_worker: int = 0,
+) -> list[ObjectResult]:
+    """``run_objects`` as a plain task that returns its results at its end: for a driver on Ray
+    Client, which refuses streaming generator tasks (its live counters then move per task)."""
+    results: list[ObjectResult] = []
+    for item in run_objects(objects, settings, workers, aws, first_worker):
+        if isinstance(item, list):
+            results = item
+    return results
+
+
 remote_warm = ray.remote(num_cpus=0, max_retries=0)(warm)
 remote_run_objects = ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")(run_objects)
+remote_run_objects_at_once = ray.remote(num_cpus=0, max_retries=0)(run_objects_at_once)

@@ -21,9 +21,10 @@ from runner.contract.spec import (
     parse_transform_job,
 )
 from runner.engine.calls import ray_get
+from runner.engine.credentials import AwsEnvironment, aws_environment, where_nodes_read
 from runner.engine.feeder import FeedSettings, ObjectResult, remote_warm
 from runner.engine.pool import WorkerPool
-from runner.engine.scheduler import aws_environment, counters_of, feed_all, feed_groups
+from runner.engine.scheduler import counters_of, feed_all, feed_groups
 from runner.engine.sizing import check_fits, size_instances
 from runner.engine.warm import WARM_POOLS, PoolKey, pool_key
 from runner.engine.worker import WorkerTemplate, remote_probe_execution_parameters
@@ -34,6 +35,7 @@ from runner.errors import (
     ResumeError,
     RunnerError,
     SpecError,
+    WorkerStartupError,
 )
 from runner.jobs.counters import JobCounters
 from runner.jobs.ledger import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
@@ -69,6 +71,16 @@ WARM_FEEDERS = 2
 WARM_WAIT_S = 10.0
 
 ProgressCallback = Callable[[JobCounters], None]
+# Runs ``fn(*args)`` where S3 is read for the job: here, or on a cluster's node (engine/credentials.py).
+NodeRead = Callable[..., Any]
+
+
+def read_here(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def list_inputs(spec: TransformJobSpec) -> list[InputObject]:
+    return plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
 
 
 @dataclass(frozen=True)
@@ -82,9 +94,13 @@ class PreparedJob:
 
 
 def create_job(
-    request: Mapping[str, Any], store: JobStore, model_request: Mapping[str, Any] | None = None
+    request: Mapping[str, Any],
+    store: JobStore,
+    model_request: Mapping[str, Any] | None = None,
+    read: NodeRead = read_here,
 ) -> PreparedJob:
-    """Everything CreateTransformJob checks synchronously; on success the job exists, InProgress."""
+    """Everything CreateTransformJob checks synchronously; on success the job exists, InProgress.
+    ``read`` lists the input (once the request itself is valid): here, or on a cluster's nodes."""
     spec = parse_transform_job(request)
     if model_request is not None:
         model = parse_create_model(model_request)
@@ -116,7 +132,7 @@ def create_job(
         pass
     else:
         raise ResourceInUseError(in_use_message(existing.arn))
-    objects = plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
+    objects = read(list_inputs, spec)
     now = time.time()
     record = JobRecord(
         name=spec.name,
@@ -131,13 +147,57 @@ def create_job(
 
 
 def ensure_ray(config: RunnerConfig) -> None:
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    try:
+        if joins_cluster(config):
+            use_ray_token()
         ray.init(
             address=config.ray_address,
             include_dashboard=False,
             logging_level=logging.WARNING,
             log_to_driver=True,
         )
+    except Exception as e:
+        detail = _auth_failure(e)
+        if detail is None:
+            raise
+        address = config.ray_address or os.environ.get("RAY_ADDRESS")
+        raise WorkerStartupError(
+            f"cannot join the Ray cluster at {address}: token authentication failed ({detail}). Set "
+            "RAY_AUTH_TOKEN to the cluster's token, or RAY_AUTH_TOKEN_PATH to a file holding it "
+            "(`ray get-auth-token` prints it on the head)"
+        ) from None
+
+
+def use_ray_token() -> None:
+    """Send a Ray token when joining a cluster by address and the user gave one (RAY_AUTH_TOKEN or
+    RAY_AUTH_TOKEN_PATH) without setting RAY_AUTH_MODE: Ray itself turns token mode on only for
+    ``auto``. Not for a token merely left in ~/.ray/auth_token: in token mode, a driver's actors on a
+    cluster without token authentication never start."""
+    if os.environ.get("RAY_AUTH_MODE") or not (
+        os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    ):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _auth_failure(error: BaseException) -> str | None:
+    """What Ray said of a failed token authentication (its first sentence), or None for another error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(seen)
+        if isinstance(seen, getattr(ray.exceptions, "AuthenticationError", ())) or "InvalidAuthToken" in text:
+            last = text.strip().splitlines()[-1] if text.strip() else type(seen).__name__
+            return last.split(". Note:")[0].split(". Ensure")[0].strip().rstrip(".")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def ray_is_own(config: RunnerConfig) -> bool:
@@ -151,12 +211,45 @@ def ray_is_own(config: RunnerConfig) -> bool:
     return bool(node is not None and getattr(node, "head", False))
 
 
+def joins_cluster(config: RunnerConfig) -> bool:
+    """Whether this job names a Ray cluster to join (flag or RAY_ADDRESS), known before Ray starts."""
+    return config.ray_address is not None or bool(os.environ.get("RAY_ADDRESS"))
+
+
+def job_aws(config: RunnerConfig) -> AwsEnvironment:
+    """The AWS settings this job's tasks and workers get (engine/credentials.py); Ray is up."""
+    return aws_environment(ray_is_own(config), config.forward_aws_credentials)
+
+
+def cluster_read(config: RunnerConfig) -> NodeRead:
+    """Where a job's driver-side S3 reads run: on a named cluster, on its nodes with their own
+    credentials (the driver may have none); otherwise in this process."""
+    if not joins_cluster(config):
+        return read_here
+
+    def read(fn: Callable[..., Any], *args: Any) -> Any:
+        ensure_ray(config)
+        return where_nodes_read(job_aws(config), fn, *args)
+
+    return read
+
+
 def describe_ray(config: RunnerConfig) -> str:
-    """One line for the job's notes: which Ray it runs on, and which placement rules apply."""
+    """One line for the job's notes: which Ray it runs on, which placement rules apply, and whose AWS
+    credentials the nodes use."""
     if ray_is_own(config):
         return "Ray: started by this process; instances larger than this machine are scaled down to fit"
-    address = ray.get_runtime_context().gcs_address
-    return f"Ray: joined the cluster at {address}; instances must fit its nodes as they are (no scale-down)"
+    # The address as the user gave it (Ray Client has no GCS address of its own), else the local one.
+    address = config.ray_address or os.environ.get("RAY_ADDRESS") or ray.get_runtime_context().gcs_address
+    keys = (
+        "this process's AWS credentials are forwarded to them (--forward-aws-credentials)"
+        if config.forward_aws_credentials
+        else "each node reaches S3 with its own AWS credentials"
+    )
+    return (
+        f"Ray: joined the cluster at {address}; instances must fit its nodes as they are (no scale-down); "
+        + keys
+    )
 
 
 def shutdown_ray() -> None:
@@ -174,7 +267,7 @@ def run_job(
 ) -> JobRecord:
     """Create and run a job to its end; returns the final record. Bad requests raise, nothing runs."""
     store = JobStore(config.store_path)
-    job = create_job(request, store, model_request)
+    job = create_job(request, store, model_request, cluster_read(config))
     return _run_to_end(job, store, config, on_progress, on_note)
 
 
@@ -186,13 +279,13 @@ def resume_job(
 ) -> JobRecord:
     """Run a Failed, Stopped or orphaned job again over the objects without a valid output (resume.py)."""
     store = JobStore(config.store_path)
-    job, knobs = prepare_resume(name, store, on_note or log.info)
+    job, knobs = prepare_resume(name, store, on_note or log.info, cluster_read(config))
     # The first run's output knobs, whatever this command was given: the outputs must match.
     return _run_to_end(job, store, replace(config, **knobs), on_progress, on_note)
 
 
 def prepare_resume(
-    name: str, store: JobStore, on_note: Callable[[str], None]
+    name: str, store: JobStore, on_note: Callable[[str], None], read: NodeRead = read_here
 ) -> tuple[PreparedJob, dict[str, Any]]:
     """Check that ``name`` can be resumed and set it InProgress again: the objects still to run and
     the first run's output knobs. Raises ResumeError, and changes nothing, when it cannot."""
@@ -208,13 +301,12 @@ def prepare_resume(
         raise ResumeError(
             f"cannot resume transform job {name!r}: it has no ledger (it never started feeding objects)"
         )
-    objects = plan_inputs(spec, storage_for(spec.transform_input.s3_uri))
-    check_unchanged(spec.name, plan, objects, model_fingerprint(model_request))
-    valid = still_valid(objects, ledger.finished(spec.name))
+    objects = read(list_inputs, spec)
+    check_unchanged(spec.name, plan, objects, read(model_fingerprint, model_request))
+    valid = read(still_valid, objects, ledger.finished(spec.name))
     todo = [o for o in objects if o.uri not in valid]
-    output_storage = storage_for(spec.transform_output.s3_output_path)
-    if todo and hasattr(output_storage, "abort_uploads"):  # left by a killed run; never become objects
-        output_storage.abort_uploads(o.output_uri for o in todo)
+    if todo:
+        read(abort_uploads, spec.transform_output.s3_output_path, [o.output_uri for o in todo])
     on_note(
         f"resuming {spec.name}: {len(valid)} of {len(objects)} objects have a valid output and are kept; "
         f"{len(todo)} to run"
@@ -223,6 +315,13 @@ def prepare_resume(
         spec.name, status=TransformJobStatus.IN_PROGRESS, failure_reason=None, transform_end_time=None
     )
     return PreparedJob(spec, parse_create_model(model_request), todo, record, resumed=len(valid)), plan.knobs
+
+
+def abort_uploads(output_path: str, uris: list[str]) -> None:
+    """Abort the multipart uploads a killed run left for these outputs: they never become objects."""
+    output_storage = storage_for(output_path)
+    if hasattr(output_storage, "abort_uploads"):
+        output_storage.abort_uploads(uris)
 
 
 def _run_to_end(
@@ -268,6 +367,7 @@ class JobSetup:
     quarantine: Quarantine | None
     model: ModelSpec  # with the artifacts' key read once, so that cached workers make no S3 call
     environment: Mapping[str, str]  # what the model sees (and the AWS settings workers need for S3)
+    aws: AwsEnvironment  # the AWS settings that travel to the object tasks
     runtime: RuntimeSettings
     fingerprint: str
 
@@ -294,9 +394,9 @@ def execute(
     """Run a created job to its end: set up, start the workers, feed every object, record the
     outcome. ``should_stop`` (StopTransformJob) is polled while objects are fed; once true, running
     objects are cancelled (their uploads aborted) and the job ends Stopped."""
-    setup = set_up(job, store, config, on_note)
     ensure_ray(config)
     on_note(describe_ray(config))
+    setup = set_up(job, store, config, on_note)
     warming = [remote_warm.remote() for _ in range(min(len(job.objects), WARM_FEEDERS))]
     if ray_is_own(config):  # the workers share this machine's cache: fill it meanwhile
         prefetch_model(setup.model, config.model_cache_dir)
@@ -333,7 +433,8 @@ def set_up(
     """The checks that refuse a job before any worker starts (docs/contract.md §9 knobs that cannot
     work together, an unworkable quarantine), the resume ledger's plan, and the workers' settings."""
     spec, model = job.spec, job.model
-    fingerprint = model_fingerprint(model.request)
+    aws = job_aws(config)
+    fingerprint = where_nodes_read(aws, model_fingerprint, model.request)
     if not job.resumed:
         Ledger(store).begin(spec.name, fingerprint, job.objects, config)
     knobs, knob_notes = input_knobs(
@@ -343,9 +444,9 @@ def set_up(
         on_note(note)
     quarantine = quarantine_for(config, spec)
     # Read once here, so workers that find the artifacts cached under it make no S3 call.
-    model = replace(model, artifact_key=artifact_key(model.model_data_url))
+    model = replace(model, artifact_key=where_nodes_read(aws, artifact_key, model.model_data_url))
     # Workers fetch the model from S3 too: on a cluster they do not inherit this process's AWS settings.
-    environment = {**aws_environment(), **job_environment(model, spec)}
+    environment = {**aws.settings, **job_environment(model, spec)}
     runtime = RuntimeSettings(
         model_runtime=config.model_runtime,
         serve_command=config.serve_command,
@@ -356,7 +457,7 @@ def set_up(
         cwd=os.getcwd(),
         install_requirements=config.install_requirements,
     )
-    return JobSetup(knobs, quarantine, model, environment, runtime, fingerprint)
+    return JobSetup(knobs, quarantine, model, environment, aws, runtime, fingerprint)
 
 
 def start_workers(
@@ -453,7 +554,7 @@ def feed(
         replacer=pool.replacer(),
         quarantine=setup.quarantine,
     )
-    return feed_all(job, pool, settings, store, config, on_progress, should_stop)
+    return feed_all(job, pool, settings, store, config, on_progress, setup.aws, should_stop)
 
 
 def record_outcome(

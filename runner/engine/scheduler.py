@@ -6,7 +6,6 @@ stopping. Bytes never pass through here: each object's task reads, sends and wri
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -16,10 +15,12 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from runner.config import ObjectParallelism, RunnerConfig
+from runner.engine.credentials import AwsEnvironment
 from runner.engine.feeder import (
     FeedSettings,
     ObjectResult,
     remote_run_objects,
+    remote_run_objects_at_once,
 )
 from runner.engine.pool import WorkerPool
 from runner.engine.sizing import take_batch
@@ -28,18 +29,11 @@ from runner.jobs.ledger import Ledger
 from runner.jobs.store import JobStore
 from runner.records.plan import InputObject
 
-AWS_ENV_PREFIXES = ("AWS_",)
 POLL_S = 0.5
 STORE_EVERY_S = 2.0
 STOP_GRACE_S = 30.0  # for cancelled object tasks to abort their uploads before they are killed
 
 ProgressCallback = Callable[[JobCounters], None]
-
-
-def aws_environment() -> dict[str, str]:
-    """The standard AWS settings the workers need for S3, passed as task arguments (not runtime_env,
-    which Ray writes to its logs)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIXES)}
 
 
 # What running objects' tasks have reported so far may be ahead of the finished objects' sums.
@@ -105,15 +99,33 @@ def _cancel_gracefully(running: dict[Any, int]) -> None:
 END = object()  # what _take returns for an exhausted object task
 
 
+_taken: set[Any] = set()  # plain (Ray Client) object tasks whose results were taken: next is END
+
+
 def _take(task: Any) -> Any:
     """The next thing an object task yielded, once ray.wait says it is there: the counts since its
     last yield, its results (a list), or END. A task counts as done only once END is taken: until the
     driver has seen a generator's end, Ray does not hand its process to the next task (measured:
-    20,000 small objects started 47 processes instead of 5)."""
+    20,000 small objects started 47 processes instead of 5). A plain task (Ray Client's) gives its
+    results, then END."""
+    if isinstance(task, ray.ObjectRef):
+        if task in _taken:
+            _taken.discard(task)
+            return END
+        results = ray.get(task)
+        _taken.add(task)
+        return results
     try:
         return ray.get(next(task))
     except StopIteration:
         return END
+
+
+def on_ray_client() -> bool:
+    """Whether this driver reaches its cluster through Ray Client (``ray://``)."""
+    from ray.util.client import ray as client
+
+    return bool(client.is_connected())
 
 
 def feed_groups(pool: WorkerPool, config: RunnerConfig) -> list[list[Any]]:
@@ -140,10 +152,11 @@ def feed_all(
     store: JobStore,
     config: RunnerConfig,
     on_progress: ProgressCallback | None,
+    aws: AwsEnvironment,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[ObjectResult]:
-    """Objects go to instances as instances free up, a few at a time per instance."""
-    aws_env = aws_environment()
+    """Objects go to instances as instances free up, a few at a time per instance. ``aws``: the S3
+    settings the object tasks use (engine/credentials.py)."""
     ledger = Ledger(store)
     by_uri = {o.uri: o for o in job.objects}
     finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
@@ -158,6 +171,7 @@ def feed_all(
     tasks = [0] * len(groups)  # tasks started per group: rotates their node in cluster mode
     results: list[ObjectResult] = []
     last_store = time.monotonic()
+    client = on_ray_client()
     try:
         while queue or running:
             if should_stop is not None and should_stop():
@@ -169,14 +183,13 @@ def feed_all(
                     # driver's node: its instance's node, or in cluster mode each instance's in turn.
                     home = nodes[i] if len(groups) == len(nodes) else nodes[tasks[i] % len(nodes)]
                     batch = take_batch(queue, len(groups) * objects_per_group)
+                    function = remote_run_objects_at_once if client else remote_run_objects
                     task = (
-                        remote_run_objects.options(
-                            scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=True)
-                        )
+                        function.options(scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=True))
                         if home
-                        else remote_run_objects
+                        else function
                     )
-                    generator = task.remote(batch, settings, workers, aws_env, started[i])
+                    generator = task.remote(batch, settings, workers, aws, started[i])
                     started[i] += len(batch)
                     tasks[i] += 1
                     running[generator] = i

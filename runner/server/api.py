@@ -34,6 +34,7 @@ from runner.config import RunnerConfig
 from runner.contract.shapes import validate_request
 from runner.engine.job import (
     PreparedJob,
+    cluster_read,
     create_job,
     ensure_ray,
     execute,
@@ -190,7 +191,7 @@ class ControlPlane:
     # Transform jobs
 
     def create_transform_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        job = create_job(body, self.store)
+        job = create_job(body, self.store, read=cluster_read(self.config))
         name = job.spec.name
         self.store.claim_job(name, self.owner)
         if not starts_jobs(self.fault):
@@ -206,7 +207,7 @@ class ControlPlane:
         with self._lock:
             if name.lower() in self._threads:
                 raise _validation(f"transform job {name!r} is running on this server")
-            job, knobs = prepare_resume(name, self.store, log.info)
+            job, knobs = prepare_resume(name, self.store, log.info, cluster_read(self.config))
             self.store.claim_job(job.spec.name, self.owner)
             self._start(job, replace(self.config, **knobs))
         return {"TransformJobArn": job.record.arn}

@@ -147,7 +147,9 @@ def make_server(
     it play an unavailable SageMaker (tests of ``run --prefer sagemaker``)."""
     if not identities:
         raise ValueError(
-            "the server verifies every request's signature: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            "the server verifies every request's signature and has no keys to verify it with: give "
+            "ACCESS_KEY_ID:SECRET_ACCESS_KEY pairs in --api-keys-file, BATCH_TRANSFORM_API_KEYS_FILE or "
+            "BATCH_TRANSFORM_API_KEYS (or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         )
     if not allow_remote and not is_loopback(host):
         raise ValueError(

@@ -39,6 +39,10 @@ class Identity:
     session_token: str | None = field(default=None, repr=False)
 
 
+API_KEYS_VAR = "BATCH_TRANSFORM_API_KEYS"
+API_KEYS_FILE_VAR = "BATCH_TRANSFORM_API_KEYS_FILE"
+
+
 def identities_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Identity]:
     """AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) of the server's environment."""
     env = os.environ if environ is None else environ
@@ -46,6 +50,48 @@ def identities_from_env(environ: Mapping[str, str] | None = None) -> dict[str, I
     if not key or not secret:
         return {}
     return {key: Identity(key, secret, env.get("AWS_SESSION_TOKEN") or None)}
+
+
+def parse_api_keys(text: str, source: str) -> dict[str, Identity]:
+    """``ACCESS_KEY_ID:SECRET_ACCESS_KEY`` pairs, one per line or comma-separated; ``#`` starts a
+    comment. Errors name the source and the entry's place, never the secret."""
+    identities: dict[str, Identity] = {}
+    entries = [e.strip() for line in text.splitlines() for e in line.split("#", 1)[0].split(",")]
+    for n, entry in enumerate((e for e in entries if e), start=1):
+        key, sep, secret = entry.partition(":")
+        key, secret = key.strip(), secret.strip()
+        if not sep or not key or not secret or any(c.isspace() for c in key + secret):
+            shown = key if sep else "(no ':')"
+            raise ValueError(
+                f"{source}: API key {n} ({shown}) is not ACCESS_KEY_ID:SECRET_ACCESS_KEY (one pair a line or "
+                "comma-separated, no spaces inside)"
+            )
+        if key in identities:
+            raise ValueError(f"{source}: access key id {key} is given twice")
+        identities[key] = Identity(key, secret)
+    if not identities:
+        raise ValueError(f"{source}: holds no API key; give ACCESS_KEY_ID:SECRET_ACCESS_KEY pairs")
+    return identities
+
+
+def server_identities(
+    keys_file: str | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Identity]:
+    """The keys clients sign with, apart from the credentials the server reaches S3 with (its credential
+    chain: a role, IRSA, a profile): ``--api-keys-file`` or BATCH_TRANSFORM_API_KEYS_FILE, else
+    BATCH_TRANSFORM_API_KEYS; only where neither is set, the server's own AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, as earlier versions did."""
+    env = os.environ if environ is None else environ
+    path = keys_file or env.get(API_KEYS_FILE_VAR)
+    if path:
+        try:
+            text = open(path, encoding="utf-8").read()  # noqa: SIM115 - read at once
+        except OSError as e:
+            raise ValueError(f"cannot read the API keys file {path}: {e.strerror}") from None
+        return parse_api_keys(text, path)
+    if env.get(API_KEYS_VAR):
+        return parse_api_keys(env[API_KEYS_VAR], API_KEYS_VAR)
+    return identities_from_env(env)
 
 
 class SignatureError(Exception):

@@ -482,8 +482,48 @@ def test_serve_refuses_remote_host_and_missing_credentials(tmp_path: Path) -> No
     assert remote.returncode == 2 and "--allow-remote" in remote.stderr
     anonymous = {k: v for k, v in creds.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     missing = serve(env=anonymous)
-    assert missing.returncode == 2 and "AWS_ACCESS_KEY_ID" in missing.stderr
+    assert missing.returncode == 2 and "BATCH_TRANSFORM_API_KEYS" in missing.stderr
     assert "s3cret" not in remote.stderr + remote.stdout
+
+
+def test_serve_takes_its_api_keys_apart_from_its_s3_credentials(
+    s3_server: EmbeddedS3Info, tmp_path: Path
+) -> None:
+    # The server reaches S3 with its AWS_* (here the embedded S3's keys; under IRSA, a role); clients
+    # sign with the keys of its own setting, and its S3 keys are not API keys.
+    keys = tmp_path / "api-keys"
+    keys.write_text(
+        "# clients of this server\nAKIACLIENTONE:client-secret-1\nAKIACLIENTTWO:client-secret-2\n"
+    )
+    srv = start_server(tmp_path / "home", s3_server, "--api-keys-file", str(keys))
+    try:
+        for key, secret in (("AKIACLIENTONE", "client-secret-1"), ("AKIACLIENTTWO", "client-secret-2")):
+            assert srv.client(key, secret).list_transform_jobs()["TransformJobSummaries"] == []
+        s3_keys = srv.client(s3_server.access_key_id, s3_server.secret_access_key)
+        assert error_of(s3_keys.list_transform_jobs)["Code"] == "UnrecognizedClientException"
+        wrong = srv.client("AKIACLIENTONE", "client-secret-2")
+        assert error_of(wrong.list_transform_jobs)["Code"] == "InvalidSignatureException"
+    finally:
+        assert srv.stop() == 0
+    log = srv.log.read_text()
+    assert "access key id AKIACLIENTONE, AKIACLIENTTWO" in log
+    assert "client-secret" not in log and s3_server.secret_access_key not in log
+
+
+def test_serve_refuses_api_keys_it_cannot_use(tmp_path: Path) -> None:
+    def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "runner.cli", "--home", str(tmp_path), "serve", "--port", "0"]
+        return subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+    bad = serve({"BATCH_TRANSFORM_API_KEYS": "AKIAGOOD:s3cret-good,AKIABAD s3cret-bad"})
+    assert bad.returncode == 2
+    assert (
+        "BATCH_TRANSFORM_API_KEYS: API key 2 ((no ':')) is not ACCESS_KEY_ID:SECRET_ACCESS_KEY" in bad.stderr
+    )
+    absent = serve({"BATCH_TRANSFORM_API_KEYS_FILE": str(tmp_path / "nowhere")})
+    assert absent.returncode == 2
+    assert f"cannot read the API keys file {tmp_path / 'nowhere'}: No such file or directory" in absent.stderr
+    assert "s3cret" not in bad.stderr + bad.stdout
 
 
 def test_sigterm_stops_running_jobs_and_exits(
