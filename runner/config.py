@@ -114,6 +114,9 @@ class RunnerConfig:
     # On a joined cluster, send this process's AWS keys to the nodes instead of letting each use its own
     # credential chain (engine/credentials.py).
     forward_aws_credentials: bool = False
+    # On a joined cluster where the instances do not fit yet: seconds to wait for nodes to join (an
+    # autoscaler's, or started by hand). None: AUTOSCALER_WAIT_S where an autoscaler runs, else none.
+    wait_for_nodes_s: float | None = None
 
     def __post_init__(self) -> None:
         # Plain strings are accepted (CLI flags, Python callers) and become the enums.

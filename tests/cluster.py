@@ -353,6 +353,21 @@ def ray_start_cluster(
                 _stop_node(process)
 
 
+@contextmanager
+def join_node(cluster: StartedCluster, node: RayNode, name: str) -> Iterator[int]:
+    """``ray start --address`` one more node into ``cluster`` (as an autoscaler or an operator adds
+    one), for the duration of the block; yields its `ray start` pid."""
+    temp_dir = Path(cluster.ray_tmp) / name
+    args = [f"--address={cluster.gcs}", f"--num-cpus={node.num_cpus}", f"--temp-dir={temp_dir}"]
+    log_path = Path(cluster.ray_tmp) / f"{name}.log"
+    process = _start_node(args, _node_env(cluster.ray_tmp, node, cluster.token), log_path)
+    try:
+        _wait_started(process, log_path, name)
+        yield process.pid
+    finally:
+        _stop_node(process)
+
+
 def driver_env(cluster: StartedCluster, drop: Sequence[str] = (), **extra: str) -> dict[str, str]:
     """A driver's environment for ``cluster``: the test's, with the cluster's token (as RAY_AUTH_TOKEN
     alone: the runner turns token mode on itself), without ``drop``, plus ``extra``."""

@@ -57,6 +57,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
         allow_cpu_for_gpu=bool(getattr(args, "allow_cpu_for_gpu", False)),
         forward_aws_credentials=bool(getattr(args, "forward_aws_credentials", False)),
+        wait_for_nodes_s=getattr(args, "wait_for_nodes", None),
     )
 
 
@@ -110,6 +111,13 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
         "--allow-cpu-for-gpu",
         action="store_true",
         help="run a GPU instance type on a Ray with no GPU (on the CPU); refused without this",
+    )
+    parser.add_argument(
+        "--wait-for-nodes",
+        type=float,
+        metavar="SECONDS",
+        help="on a joined Ray cluster too small for the instances yet, wait this long for nodes to join "
+        "(default: 600 where an autoscaler runs, else fail at once)",
     )
     parser.add_argument(
         "--forward-aws-credentials",

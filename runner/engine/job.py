@@ -25,7 +25,7 @@ from runner.engine.credentials import AwsEnvironment, aws_environment, where_nod
 from runner.engine.feeder import FeedSettings, ObjectResult, remote_warm
 from runner.engine.pool import WorkerPool
 from runner.engine.scheduler import counters_of, feed_all, feed_groups
-from runner.engine.sizing import check_fits, size_instances
+from runner.engine.sizing import InstanceSizing, NodeGroup, check_fits, never_fits, size_instances
 from runner.engine.warm import WARM_POOLS, PoolKey, pool_key
 from runner.engine.worker import WorkerTemplate, remote_probe_execution_parameters
 from runner.errors import (
@@ -494,8 +494,7 @@ def start_workers(
     for note in sizing.notes:
         on_note(note)
     if not ray_is_own(config):
-        alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-        check_fits(resources.instance_type, resources.instance_count, sizing, alive)
+        await_room(job, resources.instance_type, resources.instance_count, sizing, config, on_note)
     template = WorkerTemplate(
         setup.model,
         setup.environment,
@@ -519,6 +518,92 @@ def start_workers(
         server = f"; {info.server} server, logs in {config.job_log_dir(spec.name)}" if info.server else ""
         on_note(f"model runtime: {info.runtime} ({info.runtime_reason}){server}")
     return StartedWorkers(pool, resolved, runtime, warm, key)
+
+
+AUTOSCALER_WAIT_S = 600.0  # default wait for an autoscaler's nodes: cloud machines take minutes
+NODES_POLL_S = 1.0
+
+
+def autoscaler_node_groups() -> list[NodeGroup] | None:
+    """The node types this cluster's autoscaler can start (KubeRay's, the cluster launcher's), or None
+    where no autoscaler has published its configuration."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # a Ray without it, or Ray Client
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [
+        NodeGroup(g.name, {k: float(v) for k, v in g.resources.items()}, int(g.max_count))
+        for g in config.node_group_configs
+    ]
+
+
+def await_room(
+    job: PreparedJob,
+    instance_type: str,
+    count: int,
+    sizing: InstanceSizing,
+    config: RunnerConfig,
+    on_note: Callable[[str], None],
+) -> None:
+    """On a joined cluster: return once its nodes can hold the instances. Where they cannot yet and
+    the cluster can grow (an autoscaler, or ``--wait-for-nodes``), ask for them
+    (``request_resources``), say what is awaited (notes, Describe's ``x-runner.waiting_for_nodes``)
+    and wait up to the deadline; a shape no node type can ever hold fails at once."""
+
+    def alive() -> list[Mapping[str, float]]:
+        return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+    try:
+        check_fits(instance_type, count, sizing, alive())
+        return
+    except WorkerStartupError as not_yet:
+        groups = autoscaler_node_groups()
+        wait_s = config.wait_for_nodes_s
+        if wait_s is None:
+            wait_s = AUTOSCALER_WAIT_S if groups is not None else 0.0
+        if wait_s <= 0:
+            raise
+        if groups is not None:
+            problem = never_fits(instance_type, count, sizing, groups)
+            if problem is not None:
+                raise WorkerStartupError(problem) from None
+        missing = str(not_yet)
+    from ray.autoscaler.sdk import request_resources
+
+    bundles = [sizing.per_instance()] * count
+    request_resources(bundles=bundles)  # an autoscaler starts nodes for them; without one, nothing
+    waiting = (
+        f"{count} x {instance_type} on nodes not there yet (asked the autoscaler for them)"
+        if groups is not None
+        else f"{count} x {instance_type} on nodes not there yet (--wait-for-nodes)"
+    )
+    on_note(f"waiting up to {wait_s:g}s for the cluster to grow: {missing}")
+    store = JobStore(config.store_path)
+    store.update_job(
+        job.spec.name,
+        counters=JobCounters(
+            objects_total=len(job.objects), waiting_for_nodes=f"{waiting}; up to {wait_s:g}s"
+        ),
+    )
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < wait_s:
+            time.sleep(NODES_POLL_S)
+            try:
+                check_fits(instance_type, count, sizing, alive())
+            except WorkerStartupError as still:
+                missing = str(still)
+                continue
+            on_note(f"the cluster grew in {time.monotonic() - t0:.0f}s: its nodes can hold the instances")
+            store.update_job(job.spec.name, counters=JobCounters(objects_total=len(job.objects)))
+            return
+    finally:
+        request_resources(bundles=[])  # the placement groups hold what the job needs from here
+    raise WorkerStartupError(f"waited {wait_s:g}s for nodes that never came: {missing}")
 
 
 def feed(

@@ -148,6 +148,45 @@ def check_fits(
         )
 
 
+@dataclass(frozen=True)
+class NodeGroup:
+    """One node type an autoscaler may start: what each node has, and at most how many (-1: no limit)."""
+
+    name: str
+    resources: Mapping[str, float]
+    max_count: int
+
+
+def never_fits(
+    instance_type: str, count: int, sizing: InstanceSizing, groups: Sequence[NodeGroup]
+) -> str | None:
+    """Why no scale-up can ever hold ``count`` instances (each on one node), or None if one can: the
+    autoscaler's node types, each at its largest count."""
+    need = {k: v for k, v in sizing.per_instance().items() if v}
+    room = 0
+    for group in groups:
+        if group.max_count == 0 or not all(group.resources.get(k, 0.0) + 1e-9 >= v for k, v in need.items()):
+            continue
+        if group.max_count < 0:
+            return None
+        per_node = min((int(group.resources.get(k, 0.0) / v + 1e-9) for k, v in need.items()), default=count)
+        room += per_node * group.max_count
+        if room >= count:
+            return None
+    shapes = "; ".join(f"{g.name}: {_shape(g.resources)}, at most {g.max_count}" for g in groups)
+    return (
+        f"TransformResources: {count} x {instance_type} needs {_shape(need)} on one node per instance, and "
+        f"the node types this cluster's autoscaler can start hold {room} such instance(s) ({shapes}). "
+        "Choose a smaller TransformResources.InstanceType, lower TransformResources.InstanceCount, or add a "
+        "node type"
+    )
+
+
+def _shape(resources: Mapping[str, float]) -> str:
+    shown = [(k, v) for k, v in sorted(resources.items()) if k in ("CPU", "GPU") or k.startswith("ml.")]
+    return ", ".join(f"{v:g} {k}" for k, v in shown) or "nothing"
+
+
 def _no_node_of_type(instance_type: str, nodes: Sequence[Mapping[str, float]]) -> str:
     """Nodes advertise ml instance types (docs/deploy.md), but none the requested one."""
     per_type: dict[str, int] = {}

@@ -126,6 +126,7 @@ class JobCounters:
     feeder_s: Mapping[str, float] | None = None  # the object tasks' time, by step, summed
     workers: tuple[WorkerInfo, ...] | None = None  # set when the job ends
     model_runtime: str | None = None  # set when the job ends: "hooks" or "container"
+    waiting_for_nodes: str | None = None  # while the instances wait for a cluster to grow: for what
     extra: Mapping[str, Any] = field(default_factory=dict)  # members this version does not know
 
     def to_json(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from runner.contract.instances import instance_spec, node_resources
-from runner.engine.sizing import InstanceSizing, check_fits, size_instances
+from runner.engine.sizing import InstanceSizing, NodeGroup, check_fits, never_fits, size_instances
 from runner.errors import WorkerStartupError
 
 M5 = node_resources("ml.m5.xlarge")  # {"CPU": 4, "ml.m5.xlarge": 1}
@@ -113,3 +113,26 @@ def test_a_gpu_type_on_a_ray_without_gpus_is_refused_unless_allowed() -> None:
     # A machine with fewer GPUs than the type still runs on GPUs: a share, said in a note.
     shared = size_instances(instance_spec("ml.g4dn.12xlarge"), 1, 4, {"CPU": 48.0, "GPU": 2.0}, local=True)
     assert shared.gpus_per_worker == 0.5 and "each instance runs on 2 GPU(s)" in shared.notes[0]
+
+
+def _sizing(cpus: float, gpus: float = 0.0, workers: int = 1) -> InstanceSizing:
+    return InstanceSizing(cpus_per_worker=cpus / workers, gpus_per_worker=gpus / workers, workers=workers)
+
+
+def test_an_autoscaler_that_can_grow_enough_is_waited_for() -> None:
+    groups = [NodeGroup("head", {"CPU": 0.0}, 1), NodeGroup("cpu-4", {"CPU": 4.0}, 2)]
+    # 2 vCPUs each: two per 4-CPU node, two such nodes at most: up to 4 instances.
+    assert never_fits("ml.m5.large", 4, _sizing(2), groups) is None
+    assert never_fits("ml.m5.large", 9, _sizing(2), [NodeGroup("any", {"CPU": 2.0}, -1)]) is None
+
+
+def test_a_shape_no_node_type_can_hold_fails_at_once() -> None:
+    groups = [NodeGroup("head", {"CPU": 0.0}, 1), NodeGroup("cpu-4", {"CPU": 4.0}, 2)]
+    too_many = never_fits("ml.m5.large", 5, _sizing(2), groups)
+    assert too_many is not None
+    assert "5 x ml.m5.large needs 2 CPU on one node per instance" in too_many
+    assert "hold 4 such instance(s) (head: 0 CPU, at most 1; cpu-4: 4 CPU, at most 2)" in too_many
+    gpu = never_fits("ml.g4dn.xlarge", 1, _sizing(4, 1), groups)
+    assert gpu is not None and "needs 4 CPU, 1 GPU on one node per instance" in gpu
+    # A group scaled to zero at most never counts.
+    assert never_fits("ml.m5.large", 1, _sizing(2), [NodeGroup("off", {"CPU": 8.0}, 0)]) is not None
