@@ -1,4 +1,5 @@
-"""``batch-transform``: run | resume | validate | describe | list | stop | serve | s3 | report | compare.
+"""``batch-transform``: run | resume | validate | describe | list | stop | serve | ray | s3 | report |
+compare.
 
 Exit codes: 0 success (job Completed; compare: equal), 1 job Failed (compare: different), 2 invalid
 request or usage, 3 other errors.
@@ -320,6 +321,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_ray_up(args: argparse.Namespace) -> int:
+    from runner.engine.machine import ray_up
+
+    home = _config(args).data_dir
+    try:
+        ray, started = ray_up(home, args.num_cpus, args.num_gpus)
+    except RuntimeError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return ExitCode.ERROR
+    state = "started" if started else "already running"
+    out.print(
+        f"Ray {state} at {ray.address} (pid {ray.pid}, log {ray.log}); `batch-transform run` without "
+        "--ray-address joins it; `batch-transform ray down` stops it",
+        highlight=False,
+        markup=False,
+    )
+    return ExitCode.OK
+
+
+def cmd_ray_down(args: argparse.Namespace) -> int:
+    from runner.engine.machine import ray_down
+
+    ray = ray_down(_config(args).data_dir)
+    if ray is None:
+        out.print("no Ray started by `batch-transform ray up` is running", highlight=False, markup=False)
+    else:
+        out.print(f"Ray at {ray.address} (pid {ray.pid}) stopped", highlight=False, markup=False)
+    return ExitCode.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="batch-transform", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -426,6 +457,19 @@ def build_parser() -> argparse.ArgumentParser:
     srv.set_defaults(func=cmd_serve)
 
     add_s3_parser(sub)
+
+    ray_cmd = sub.add_parser(
+        "ray", help="keep one Ray running on this machine, which every `run` then joins (no start-up per job)"
+    )
+    ray_sub = ray_cmd.add_subparsers(dest="ray_command", required=True)
+    up = ray_sub.add_parser(
+        "up", help="start this machine's Ray (`ray start --head`), unless it runs already"
+    )
+    up.add_argument("--num-cpus", type=int, help="CPUs it offers (default: the machine's)")
+    up.add_argument("--num-gpus", type=int, help="GPUs it offers (default: the machine's)")
+    up.set_defaults(func=cmd_ray_up)
+    down = ray_sub.add_parser("down", help="stop the Ray `ray up` started (no other Ray of the machine)")
+    down.set_defaults(func=cmd_ray_down)
 
     add_cost_parsers(sub)
 

@@ -23,6 +23,7 @@ from runner.contract.spec import (
 from runner.engine.calls import ray_get
 from runner.engine.credentials import AwsEnvironment, aws_environment, where_nodes_read
 from runner.engine.feeder import FeedSettings, ObjectResult, remote_warm
+from runner.engine.machine import MACHINE_RESOURCE
 from runner.engine.pool import WorkerPool
 from runner.engine.scheduler import counters_of, feed_all, feed_groups
 from runner.engine.sizing import InstanceSizing, NodeGroup, check_fits, never_fits, size_instances
@@ -202,13 +203,23 @@ def _auth_failure(error: BaseException) -> str | None:
 
 def ray_is_own(config: RunnerConfig) -> bool:
     """True when the job runs on a Ray this process started (no ``--ray-address``, no RAY_ADDRESS,
-    no cluster already running on this machine): only there are instances scaled down to fit. A Ray
-    that was joined, by flag or by environment, gets the cluster rules: instances that cannot be
+    no cluster already running on this machine), or on this machine's Ray that ``batch-transform ray
+    up`` keeps (engine/machine.py): only there are instances scaled down to fit. A Ray that was
+    joined otherwise, by flag or by environment, gets the cluster rules: instances that cannot be
     placed fail at once, naming what is missing."""
     if config.ray_address is not None:
         return False
     node = getattr(ray._private.worker, "_global_node", None)  # set by ray.init in this process
-    return bool(node is not None and getattr(node, "head", False))
+    if node is not None and getattr(node, "head", False):
+        return True
+    return not os.environ.get("RAY_ADDRESS") and _on_machine_ray()
+
+
+def _on_machine_ray() -> bool:
+    """Joined the Ray ``batch-transform ray up`` started: one node, marked as such."""
+    if not ray.is_initialized() or not ray.cluster_resources().get(MACHINE_RESOURCE):
+        return False
+    return sum(1 for n in ray.nodes() if n.get("Alive")) == 1
 
 
 def joins_cluster(config: RunnerConfig) -> bool:
@@ -238,7 +249,13 @@ def describe_ray(config: RunnerConfig) -> str:
     """One line for the job's notes: which Ray it runs on, which placement rules apply, and whose AWS
     credentials the nodes use."""
     if ray_is_own(config):
-        return "Ray: started by this process; instances larger than this machine are scaled down to fit"
+        node = getattr(ray._private.worker, "_global_node", None)
+        which = (
+            "started by this process"
+            if node is not None and getattr(node, "head", False)
+            else f"this machine's Ray at {ray.get_runtime_context().gcs_address} (batch-transform ray up)"
+        )
+        return f"Ray: {which}; instances larger than this machine are scaled down to fit"
     # The address as the user gave it (Ray Client has no GCS address of its own), else the local one.
     address = config.ray_address or os.environ.get("RAY_ADDRESS") or ray.get_runtime_context().gcs_address
     keys = (
