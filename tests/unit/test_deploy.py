@@ -206,7 +206,8 @@ def test_rayjob_runs_the_bundled_requests() -> None:
 def test_dockerfile_installs_the_wheel_and_ray() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert "pip wheel --no-deps" in text
-    assert re.search(r"pip install .*/wheels/\*\.whl .*ray\[default\]", text)
+    assert "WHEEL=$(ls /wheels/*.whl)" in text
+    assert re.search(r'pip install .*"\$\{WHEEL\}\$\{ONNX_EXTRA:\+\[\$ONNX_EXTRA\]\}" "ray\[default\]', text)
     assert f"ARG RAY_VERSION={ray_version()}" in text
     # What the wheel stage copies is all the wheel needs (checked by the build test below).
     assert re.findall(r"^COPY (?!--from)(.+?) \./", text, re.M) == ["pyproject.toml README.md", "runner"]
@@ -259,3 +260,108 @@ def test_the_schema_check_is_real() -> None:
     config["available_node_types"]["ml-m5-xlarge"]["resources"]["ml.m5.xlarge"] = 0.5
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(config, schema)
+
+
+# What each base's own Python is: Ubuntu 22.04 brings 3.10, too old for requires-python.
+UBUNTU_PYTHON = {"ubuntu20.04": (3, 8), "ubuntu22.04": (3, 10), "ubuntu24.04": (3, 12)}
+
+
+def build_commands() -> list[str]:
+    """Every `docker build` of the image that the Dockerfile's header and docs/deploy.md give."""
+    out = []
+    for text in ((DEPLOY / "Dockerfile").read_text(), (ROOT / "docs" / "deploy.md").read_text()):
+        joined = re.sub(r"\\\n\s*#?\s*", " ", text)
+        out += [m.group(0) for m in re.finditer(r"docker build -f deploy/Dockerfile[^\n]*", joined)]
+    return out
+
+
+def python_of(base: str) -> tuple[int, int]:
+    if base.startswith("python:"):
+        major, minor = base.split(":")[1].split("-")[0].split(".")[:2]
+        return int(major), int(minor)
+    release = re.search(r"ubuntu\d+\.\d+", base)
+    assert release is not None, f"unknown base image {base}: add its Python here"
+    return UBUNTU_PYTHON[release.group(0)]
+
+
+def test_every_image_has_python_311_and_one_onnxruntime() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    default_base = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
+    default_extra = re.search(r"^ARG ONNX_EXTRA=(\S*)", text, re.M)
+    assert default_base and default_extra
+    extras = set(re.findall(r"^([a-z0-9-]+) = ", (ROOT / "pyproject.toml").read_text(), re.M))
+    commands = build_commands()
+    assert len(commands) >= 4, commands  # CPU and GPU, in the Dockerfile and in the docs
+    flavours = set()
+    for command in commands:
+        base = re.search(r"--build-arg BASE_IMAGE=(\S+)", command)
+        extra = re.search(r"--build-arg ONNX_EXTRA=(\S+)", command)
+        base_image = base.group(1) if base else default_base.group(1)
+        onnx = extra.group(1) if extra else default_extra.group(1)
+        assert python_of(base_image) >= (3, 11), command
+        assert onnx in extras and onnx in ("onnx", "onnx-gpu"), command
+        assert "onnxruntime" not in command, "one flavour a build, through ONNX_EXTRA: " + command
+        assert ("cuda" in base_image) == (onnx == "onnx-gpu"), command
+        flavours.add(onnx)
+    assert flavours == {"onnx", "onnx-gpu"}
+    # The build itself refuses an older Python and an image with both flavours.
+    assert "assert v >= (3, 11)" in text and "both onnxruntime flavours installed" in text
+
+
+def test_the_launcher_head_can_reach_its_workers() -> None:
+    """The cluster launcher's autoscaler runs on the head and reaches workers over SSH with rsync."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    installed = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", text)
+    assert installed is not None
+    assert {"openssh-client", "rsync", "wget"} <= set(installed.group(1).split())
+
+
+def pod_specs() -> list[dict[str, Any]]:
+    specs = []
+    for _, spec in cluster_specs():
+        specs.append(spec["headGroupSpec"]["template"]["spec"])
+        specs += [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
+    return specs
+
+
+def test_every_service_account_named_is_shipped_with_an_irsa_role() -> None:
+    named = {pod["serviceAccountName"] for pod in pod_specs()}
+    assert named == {"batch-transform"}
+    (account,) = [d for d in documents("serviceaccount.yaml") if d["kind"] == "ServiceAccount"]
+    assert account["metadata"]["name"] in named
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/batch-transform-node", role)
+
+
+def policy(name: str) -> dict[str, Any]:
+    document = json.loads((DEPLOY / "iam" / name).read_text())
+    assert document["Version"] == "2012-10-17"
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Action"] and statement["Resource"]
+    return document
+
+
+def actions(document: dict[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for statement in document["Statement"]:
+        action = statement["Action"]
+        out |= {action} if isinstance(action, str) else set(action)
+    return out
+
+
+def test_iam_policies_cover_the_launcher_and_the_nodes() -> None:
+    node, launcher = policy("node-policy.json"), policy("launcher-policy.json")
+    # The nodes: read inputs and models, write outputs by multipart upload (and abort it), pull the image.
+    assert {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload"} <= actions(node)
+    assert "ecr:BatchGetImage" in actions(node)
+    # The launcher (and the head's autoscaler): start, stop and tag nodes, and give them their role.
+    assert {"ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateTags", "iam:PassRole"} <= actions(
+        launcher
+    )
+    passed = next(s["Resource"] for s in launcher["Statement"] if s["Action"] == "iam:PassRole")
+    config = documents("cluster-aws.yaml")[0]
+    profiles = {
+        t["node_config"]["IamInstanceProfile"]["Name"] for t in config["available_node_types"].values()
+    }
+    assert profiles == {"batch-transform-head", "batch-transform-node"}
+    assert {arn.rsplit("/", 1)[1] for arn in passed} == profiles
