@@ -85,6 +85,17 @@ def job_request(name: str, bucket: str, **overrides: Any) -> dict[str, Any]:
     return request
 
 
+def one_instance_job(name: str, bucket: str, instance_type: str = "ml.m5.large") -> dict[str, Any]:
+    """A job of the ``sum`` model on one instance with one worker: what cluster tests place."""
+    return job_request(
+        name,
+        bucket,
+        ModelName="sum",
+        TransformResources={"InstanceType": instance_type, "InstanceCount": 1},
+        MaxConcurrentTransforms=1,
+    )
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1)
 

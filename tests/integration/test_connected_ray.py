@@ -18,7 +18,7 @@ from runner.config import RunnerConfig
 from runner.jobs.store import JobStore, TransformJobStatus
 from tests.cluster import ClusterInfo, ray_cluster, run_cli
 
-from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
+from .conftest import SUM_MODEL, Bucket, model_request, one_instance_job, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,13 +34,7 @@ def run_on(
 ) -> tuple[int, str, Any]:
     bucket.put("in/a.csv", b"1,2\n3,4\n")
     model = model_request("sum", write_model(tmp_path / "model", SUM_MODEL))
-    request = job_request(
-        name,
-        bucket.name,
-        ModelName="sum",
-        TransformResources={"InstanceType": instance_type, "InstanceCount": 1},
-        MaxConcurrentTransforms=1,
-    )
+    request = one_instance_job(name, bucket.name, instance_type)
     home = tmp_path / "home"
     done = run_cli(request, model, tmp_path, home, cluster, via_environment=True)
     return done.returncode, done.output, JobStore(RunnerConfig(home=home).store_path).get_job(name)

@@ -31,7 +31,7 @@ from tests.cluster import (
     run_cli_with,
 )
 
-from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
+from .conftest import SUM_MODEL, Bucket, model_request, one_instance_job, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,13 +47,7 @@ def small_head(s3_server: Any) -> Iterator[StartedCluster]:
 def requests(bucket: Bucket, tmp_path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     bucket.put("in/a.csv", b"1,2\n3,4\n")
     model = model_request("sum", write_model(tmp_path / "model", SUM_MODEL))
-    request = job_request(
-        name,
-        bucket.name,
-        ModelName="sum",
-        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        MaxConcurrentTransforms=1,
-    )
+    request = one_instance_job(name, bucket.name)
     return request, model
 
 

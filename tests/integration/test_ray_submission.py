@@ -34,7 +34,7 @@ from tests.cluster import (
     run_cli_with,
 )
 
-from .conftest import SUM_MODEL, Bucket, job_request, model_request, write_model
+from .conftest import SUM_MODEL, Bucket, model_request, one_instance_job, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,13 +67,7 @@ def one_job(bucket: Bucket, tmp_path: Path, name: str) -> tuple[dict[str, Any], 
     bucket.put("in/b.csv", b"10,20,30\n")
     bucket.put("model/model.tar.gz", model_tar(tmp_path))
     model = model_request("sum", f"s3://{bucket.name}/model/model.tar.gz")
-    request = job_request(
-        name,
-        bucket.name,
-        ModelName="sum",
-        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        MaxConcurrentTransforms=1,
-    )
+    request = one_instance_job(name, bucket.name)
     return request, model
 
 
