@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         fallback = outcome
     if is_jobs_api(args.ray_address):
         return _submit_to_jobs_api(args, request, model_request)
+    _stop_on_sigterm()
     view = ProgressView(args, str(request.get("TransformJobName", "")), _config(args).store_path)
     t0 = time.monotonic()
     try:
@@ -122,6 +125,17 @@ def _submit_to_jobs_api(
     )
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`ray job stop`, a pod's deletion, `kill`) stops the job as Ctrl-C does: running
+    objects abort their uploads and the job ends Stopped, instead of the process dying mid-write."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def _write_through(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -145,6 +159,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return ExitCode.OK
     from runner.engine.job import resume_job
 
+    _stop_on_sigterm()
     view = ProgressView(args, args.name, _config(args).store_path)
     t0 = time.monotonic()
     try:

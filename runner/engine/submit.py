@@ -45,6 +45,9 @@ def submit_run(
     use_ray_token()
     # Where S3 is travels; credentials never go in a runtime_env (Ray shows it in its logs and dashboard).
     env_vars = {k: os.environ[k] for k in TRAVELLING if os.environ.get(k)}
+    # A stopped Ray job gets SIGINT, as Ctrl-C here, and time to end its objects cleanly (the job then
+    # ends Stopped, no partial output) before Ray's SIGKILL; Ray's defaults are SIGTERM and 3 s.
+    env_vars.update(RAY_JOB_STOP_SIGNAL="SIGINT", RAY_JOB_STOP_WAIT_TIME_S=str(int(STOP_WAIT_S)))
     with tempfile.TemporaryDirectory(prefix="batch-transform-submit-") as work:
         for file_name, content in files.items():
             (Path(work) / file_name).write_bytes(content)
@@ -87,7 +90,7 @@ async def _follow(client: Any, submission_id: str, on_text: Callable[[str], None
 
 
 def _wait_terminal(client: Any, submission_id: str, status: Any) -> Any:
-    deadline = time.monotonic() + STOP_WAIT_S
+    deadline = time.monotonic() + STOP_WAIT_S + 30  # Ray waits STOP_WAIT_S before its SIGKILL
     while True:
         info = client.get_job_info(submission_id)
         if info.status in (status.SUCCEEDED, status.FAILED, status.STOPPED) or time.monotonic() > deadline:

@@ -227,6 +227,7 @@ def test_a_running_job_is_not_resumed(tmp_path: Path) -> None:
         resume_job("busy", RunnerConfig(home=tmp_path))
 
 
+@pytest.mark.slow  # a server process with its own Ray, on top of the first run's
 def test_resume_on_the_server(bucket: Bucket, tmp_path: Path, s3_server: Any) -> None:
     """`batch-transform resume NAME --endpoint-url` sends ResumeTransformJob; the server finishes it."""
     from botocore.exceptions import WaiterError

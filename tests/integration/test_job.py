@@ -120,6 +120,7 @@ def test_nested_keys_partial_prefix_and_gzip(bucket: Bucket, sum_model: dict[str
     assert bucket.get("out/data1.csv.out") == b"2.0\n"
 
 
+@pytest.mark.slow  # 1,500 objects: half a minute of the default suite's budget
 def test_many_small_objects(bucket: Bucket, sum_model: dict[str, Any], home: Path) -> None:
     n = 1500
     with ThreadPoolExecutor(16) as pool:

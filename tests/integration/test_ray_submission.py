@@ -13,9 +13,11 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,8 +56,20 @@ def cluster(s3_server: Any) -> Iterator[StartedCluster]:
         yield c
 
 
-def model_tar(tmp_path: Path) -> bytes:
-    folder = write_model(tmp_path / "model-src", SUM_MODEL)
+SLOW_MODEL = """
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    time.sleep(0.5)
+    return body, accept
+"""
+
+
+def model_tar(tmp_path: Path, code: str = SUM_MODEL) -> bytes:
+    folder = write_model(tmp_path / "model-src", code)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder / "code", arcname="code")
@@ -190,3 +204,47 @@ def test_a_missing_or_unreadable_token_is_named(
     assert done.returncode == 3, done.output
     assert f"RAY_AUTH_TOKEN_PATH is set but file cannot be opened or is empty: {missing}" in done.output
     assert "Traceback" not in done.output
+
+
+def test_ctrl_c_on_a_jobs_api_run_stops_the_ray_job(
+    cluster: StartedCluster, bucket: Bucket, tmp_path: Path
+) -> None:
+    assert cluster.dashboard is not None
+    bucket.put("in/fast.csv", b"1\n")
+    bucket.put("in/slow.csv", b"x\n" * 400)  # 400 records of 0.5 s each: still running when stopped
+    bucket.put("model/slow.tar.gz", model_tar(tmp_path, SLOW_MODEL))
+    model = model_request("slow", f"s3://{bucket.name}/model/slow.tar.gz")
+    request = one_instance_job("jobs-api-stop", bucket.name)
+    request.update(ModelName="slow", BatchStrategy="SingleRecord")
+    job_file, model_file = tmp_path / "job.json", tmp_path / "model.json"
+    job_file.write_text(json.dumps(request))
+    model_file.write_text(json.dumps(model))
+    command = [
+        sys.executable, "-m", "runner.cli", "--home", str(tmp_path / "home"), "run", str(job_file),
+        "--model", str(model_file), "--no-progress", "--ray-address", cluster.dashboard,
+    ]  # fmt: skip
+    run = subprocess.Popen(
+        command,
+        env=driver_env(cluster, drop=KEYS),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    head_store = JobStore(Path(cluster.ray_tmp) / "head-home" / "jobs.sqlite")
+    try:
+        deadline = time.monotonic() + 180
+        while not bucket.keys("out/fast") and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.3)
+        assert bucket.keys("out/fast"), "the job never wrote its first output"
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, output
+    assert "stopping Ray job batch-transform-jobs-api-stop-" in output
+    record = head_store.get_job("jobs-api-stop")
+    assert record.status is TransformJobStatus.STOPPED, (record, output)
+    assert bucket.keys("out/") == ["out/fast.csv.out"]  # no partial slow.csv.out
+    assert bucket.open_uploads() == []
