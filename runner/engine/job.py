@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -150,6 +152,8 @@ def create_job(
 def ensure_ray(config: RunnerConfig) -> None:
     if ray.is_initialized():
         return
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if joins_cluster(config):
             use_ray_token()
@@ -159,6 +163,10 @@ def ensure_ray(config: RunnerConfig) -> None:
             logging_level=logging.WARNING,
             log_to_driver=True,
         )
+        # ray.init puts its own SIGTERM handler (which exits at once) over the caller's: give the
+        # caller's back, so that `run` still stops its job cleanly on SIGTERM.
+        if callable(sigterm):
+            signal.signal(signal.SIGTERM, sigterm)
     except Exception as e:
         detail = _auth_failure(e)
         if detail is None:

@@ -105,7 +105,9 @@ def test_batch_transform_stop_from_another_process(bucket: Bucket, tmp_path: Pat
     assert "The request was rejected because the transform job is in status Stopped." in again.stderr
 
 
-def test_ctrl_c_stops_the_job(bucket: Bucket, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_the_job(bucket: Bucket, tmp_path: Path, stop_signal: signal.Signals) -> None:
+    # SIGTERM is what `ray job stop`, a pod's deletion and `kill` send: the same clean stop as Ctrl-C.
     proc, store = start_slow_job(bucket, tmp_path, "interrupt-me")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop_signal)
     assert_stopped(proc, store, bucket, "interrupt-me")
