@@ -33,6 +33,7 @@ from typing import Any
 from runner.config import RunnerConfig
 from runner.contract.shapes import validate_request
 from runner.engine.job import (
+    NodeRead,
     PreparedJob,
     cluster_read,
     create_job,
@@ -40,6 +41,7 @@ from runner.engine.job import (
     execute,
     failure_reason_for,
     prepare_resume,
+    read_here,
     shutdown_ray,
 )
 from runner.errors import (
@@ -191,7 +193,7 @@ class ControlPlane:
     # Transform jobs
 
     def create_transform_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        job = create_job(body, self.store, read=cluster_read(self.config))
+        job = create_job(body, self.store, read=self._cluster_read())
         name = job.spec.name
         self.store.claim_job(name, self.owner)
         if not starts_jobs(self.fault):
@@ -207,10 +209,23 @@ class ControlPlane:
         with self._lock:
             if name.lower() in self._threads:
                 raise _validation(f"transform job {name!r} is running on this server")
-            job, knobs = prepare_resume(name, self.store, log.info, cluster_read(self.config))
+            job, knobs = prepare_resume(name, self.store, log.info, self._cluster_read())
             self.store.claim_job(job.spec.name, self.owner)
             self._start(job, replace(self.config, **knobs))
         return {"TransformJobArn": job.record.arn}
+
+    def _cluster_read(self) -> NodeRead:
+        """Where a job's S3 reads run (on a joined cluster, its nodes), with Ray joined on the thread
+        that lives as long as the server."""
+        read = cluster_read(self.config)
+        if read is read_here:
+            return read
+
+        def on_ray_thread(fn: Callable[..., Any], *args: Any) -> Any:
+            self._ray_thread.submit(ensure_ray, self.config).result()
+            return read(fn, *args)
+
+        return on_ray_thread
 
     def _start(self, job: PreparedJob, config: RunnerConfig) -> None:
         name = job.spec.name

@@ -248,3 +248,49 @@ def test_ctrl_c_on_a_jobs_api_run_stops_the_ray_job(
     assert record.status is TransformJobStatus.STOPPED, (record, output)
     assert bucket.keys("out/") == ["out/fast.csv.out"]  # no partial slow.csv.out
     assert bucket.open_uploads() == []
+
+
+def test_serve_joined_to_the_cluster_runs_jobs_with_the_nodes_credentials(
+    cluster: StartedCluster, bucket: Bucket, tmp_path: Path
+) -> None:
+    """`serve --ray-address`: boto3's sagemaker client creates a job; the server holds no S3 keys (its
+    API keys are its own setting), so the listing and every read and write use the nodes' keys."""
+    import boto3
+    from botocore.config import Config
+
+    request, model = one_job(bucket, tmp_path, "served-on-cluster")
+    env = driver_env(cluster, drop=KEYS, BATCH_TRANSFORM_API_KEYS="AKIASERVECLIENT:serve-client-secret")
+    log = tmp_path / "serve.log"
+    command = [
+        sys.executable, "-m", "runner.cli", "--home", str(tmp_path / "home"), "serve", "--port", "0",
+        "--ray-address", cluster.gcs,
+    ]  # fmt: skip
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.2)
+            url = next((w for w in log.read_text().split() if w.startswith("http://127.0.0.1:")), None)
+        assert url is not None, log.read_text()
+        sm = boto3.client(
+            "sagemaker",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIASERVECLIENT",
+            aws_secret_access_key="serve-client-secret",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        sm.create_model(**model)
+        sm.create_transform_job(**request)
+        sm.get_waiter("transform_job_completed_or_stopped").wait(
+            TransformJobName="served-on-cluster", WaiterConfig={"Delay": 1, "MaxAttempts": 240}
+        )
+        described = sm.describe_transform_job(TransformJobName="served-on-cluster")
+        assert described["TransformJobStatus"] == "Completed", (described, log.read_text())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
+    assert "serve-client-secret" not in log.read_text()
