@@ -259,8 +259,16 @@ def _node_env(ray_tmp: str, node: RayNode, token: str | None) -> dict[str, str]:
     return env
 
 
+def _agent_ports() -> list[str]:
+    """Ports of a node's own agents: Ray's fixed default for the dashboard agent (52365) would make
+    the nodes of one machine race for it, and the loser's agent (the head's: no Jobs API) fail."""
+    names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")
+    return [f"--{name}={_free_port()}" for name in (*names, "metrics-export-port")]
+
+
 def _start_node(args: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     ray = str(Path(sys.executable).parent / "ray")
+    args = [*args, *_agent_ports()]
     with open(log_path, "wb") as log:
         # --block: the node lives exactly as long as this process, which the test stops by pid.
         return subprocess.Popen(
@@ -340,7 +348,7 @@ def ray_start_cluster(
                 log_path = Path(ray_tmp) / f"node-{i}.log"
                 processes.append(_start_node(args, _node_env(ray_tmp, node, token), log_path))
                 _wait_started(processes[-1], log_path, "head" if i == 0 else f"node {i}")
-            yield StartedCluster(
+            started = StartedCluster(
                 gcs=f"127.0.0.1:{port}",
                 dashboard=f"http://127.0.0.1:{dashboard_port}" if dashboard_port else None,
                 client=f"ray://127.0.0.1:{client_port}" if client_port else None,
@@ -348,6 +356,9 @@ def ray_start_cluster(
                 ray_tmp=ray_tmp,
                 pids=tuple(p.pid for p in processes),
             )
+            if started.dashboard is not None:
+                _wait_jobs_api(started)
+            yield started
         finally:
             for process in reversed(processes):
                 _stop_node(process)
@@ -366,6 +377,30 @@ def join_node(cluster: StartedCluster, node: RayNode, name: str) -> Iterator[int
         yield process.pid
     finally:
         _stop_node(process)
+
+
+JOBS_API_READY_S = 120.0
+
+
+def _wait_jobs_api(cluster: StartedCluster) -> None:
+    """Until a Ray job runs: the head's job agent starts some seconds after `ray start` says the node
+    is up, and before it does the Jobs API answers "No available agent to submit job"."""
+    assert cluster.dashboard is not None
+    ray = str(Path(sys.executable).parent / "ray")
+    env = driver_env(cluster, RAY_AUTH_MODE="token" if cluster.token else "disabled")
+    deadline = time.monotonic() + JOBS_API_READY_S
+    while True:
+        done = subprocess.run(
+            [ray, "job", "submit", "--address", cluster.dashboard, "--", "true"],
+            env=env, capture_output=True, text=True, timeout=JOBS_API_READY_S, check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the Jobs API at {cluster.dashboard} never ran a job:\n{done.stdout}{done.stderr}"
+            )
+        time.sleep(1.0)
 
 
 def driver_env(cluster: StartedCluster, drop: Sequence[str] = (), **extra: str) -> dict[str, str]:

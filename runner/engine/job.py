@@ -157,12 +157,7 @@ def ensure_ray(config: RunnerConfig) -> None:
     try:
         if joins_cluster(config):
             use_ray_token()
-        ray.init(
-            address=config.ray_address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=True,
-        )
+        _init_ray(config.ray_address or os.environ.get("RAY_ADDRESS"))
         # ray.init puts its own SIGTERM handler (which exits at once) over the caller's: give the
         # caller's back, so that `run` still stops its job cleanly on SIGTERM.
         if callable(sigterm):
@@ -177,6 +172,30 @@ def ensure_ray(config: RunnerConfig) -> None:
             "RAY_AUTH_TOKEN to the cluster's token, or RAY_AUTH_TOKEN_PATH to a file holding it "
             "(`ray get-auth-token` prints it on the head)"
         ) from None
+
+
+CLIENT_CONNECT_TRIES = 3
+CLIENT_RETRY_S = 2.0
+
+
+def _init_ray(address: str | None) -> None:
+    """ray.init; through Ray Client, tried again a few times when the client server fails to start
+    this connection's server process (it does so on a busy head; Ray says to try again)."""
+    tries = CLIENT_CONNECT_TRIES if address is not None and address.startswith("ray://") else 1
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+            )
+            return
+        except ConnectionError as e:  # ConnectionAbortedError: "Initialization failure from server"
+            if attempt == tries or _auth_failure(e) is not None:
+                raise
+            log.warning("Ray Client could not connect to %s (try %d of %d): %s", address, attempt, tries, e)
+            time.sleep(CLIENT_RETRY_S)
 
 
 def use_ray_token() -> None:

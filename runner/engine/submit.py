@@ -24,6 +24,8 @@ from runner.errors import WorkerStartupError
 
 ENTRYPOINT = "batch-transform"
 STOP_WAIT_S = 60.0
+AGENT_WAIT_S = 60.0  # for a just-started head's job agent
+AGENT_RETRY_S = 1.0
 STOPPED = 130  # the exit status of a run stopped with Ctrl-C, as a shell reports SIGINT
 
 
@@ -51,18 +53,26 @@ def submit_run(
     with tempfile.TemporaryDirectory(prefix="batch-transform-submit-") as work:
         for file_name, content in files.items():
             (Path(work) / file_name).write_bytes(content)
-        try:
-            client = JobSubmissionClient(address)
-            submission_id = client.submit_job(
-                entrypoint=shlex.join([ENTRYPOINT, *argv]),
-                submission_id=f"batch-transform-{name}-{uuid.uuid4().hex[:8]}",
-                runtime_env={"working_dir": work, "env_vars": env_vars},
-                metadata={"transform_job_name": name},
-            )
-        except Exception as e:  # connection refused, authentication, a cluster without the Jobs API
-            raise WorkerStartupError(
-                f"cannot submit to the Ray Jobs API at {address}: {type(e).__name__}: {e}"
-            ) from None
+        submission_id = f"batch-transform-{name}-{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                client = JobSubmissionClient(address)
+                client.submit_job(
+                    entrypoint=shlex.join([ENTRYPOINT, *argv]),
+                    submission_id=submission_id,
+                    runtime_env={"working_dir": work, "env_vars": env_vars},
+                    metadata={"transform_job_name": name},
+                )
+                break
+            except Exception as e:  # connection refused, authentication, a cluster without the Jobs API
+                # A head that has just started has no job agent yet: Ray says to try again later.
+                if "No available agent" in str(e) and time.monotonic() < deadline:
+                    time.sleep(AGENT_RETRY_S)
+                    continue
+                raise WorkerStartupError(
+                    f"cannot submit to the Ray Jobs API at {address}: {type(e).__name__}: {e}"
+                ) from None
     on_note(
         f"Ray: submitted as Ray job {submission_id} to {address}; the run's log follows "
         f"(`ray job logs {submission_id}` shows it again, `ray job stop {submission_id}` stops it)"
