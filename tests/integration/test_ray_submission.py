@@ -37,6 +37,7 @@ from tests.cluster import (
 )
 
 from .conftest import SUM_MODEL, Bucket, model_request, one_instance_job, write_model
+from .test_stop import SLOW_MODEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,18 +55,6 @@ def cluster(s3_server: Any) -> Iterator[StartedCluster]:
         token=secrets.token_hex(32),
     ) as c:
         yield c
-
-
-SLOW_MODEL = """
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    time.sleep(0.5)
-    return body, accept
-"""
 
 
 def model_tar(tmp_path: Path, code: str = SUM_MODEL) -> bytes:
