@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runner.config import RunnerConfig
+from runner.config import PayloadReads, RunnerConfig
 from runner.engine.job import run_job
 from runner.jobs.store import TransformJobStatus
 from runner.storage import storage_for
@@ -113,8 +113,12 @@ def test_baseline_single_process(benchmark: Any, workload: dict[str, Any]) -> No
     benchmark.extra_info.update(result)
 
 
-def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -> None:
+@pytest.mark.parametrize("reads", ["stream", "ranged"])
+def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, reads: str) -> None:
+    """``stream`` (the default): the object task reads the object and sends the workers the bytes;
+    ``ranged``: the workers read their payloads' bytes themselves (runner/records/ranges.py)."""
     n = len(RESULTS) + 1
+    key = "runner" if reads == "stream" else f"runner_{reads}"
 
     def job() -> dict[str, float]:
         request = json.loads((ROOT / "models" / "mlp-onnx" / "job.json").read_text())
@@ -124,13 +128,14 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -
         model = json.loads((ROOT / "models" / "mlp-onnx" / "model.json").read_text())
         model["PrimaryContainer"]["ModelDataUrl"] = f"s3://{BUCKET}/model/model.tar.gz"
         t0, wall0 = time.perf_counter(), time.time()
-        record = run_job(request, RunnerConfig(home=workload["home"]), model_request=model)
+        config = RunnerConfig(home=workload["home"], payload_reads=PayloadReads(reads))
+        record = run_job(request, config, model_request=model)
         elapsed = time.perf_counter() - t0
         assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
         counters = record.describe()["x-runner"]
         assert counters["records"] == ROWS
         busy = record.transform_end_time - record.transform_start_time
-        RESULTS["runner_detail"] = {"feeder_s": counters["feeder_s"], "workers": counters["workers"]}
+        RESULTS[f"{key}_detail"] = {"feeder_s": counters["feeder_s"], "workers": counters["workers"]}
         return {
             "rows_per_s": ROWS / elapsed,
             "seconds": elapsed,
@@ -143,14 +148,15 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None) -
     with PeakRss() as rss, TreeMeter() as meter:
         result = benchmark.pedantic(job, rounds=1)
     result.update(_usage(rss, meter))
-    RESULTS["runner"] = result
+    RESULTS[key] = result
     benchmark.extra_info.update(result)
     if "baseline" in RESULTS:
         ratio = result["rows_per_s"] / RESULTS["baseline"]["rows_per_s"]
         benchmark.extra_info["ratio_vs_baseline"] = ratio
         print(
-            f"\nworkload T, {ROWS} rows: {json.dumps(RESULTS, indent=1)}\nratio runner/baseline = {ratio:.3f}"
+            f"\nworkload T, {ROWS} rows: {json.dumps(RESULTS, indent=1)}\nratio {key}/baseline = {ratio:.3f}"
         )
+    if "baseline" in RESULTS and reads == "stream":
         write_bars_png(
             Path(__file__).parent / "throughput.png",
             {"baseline (1 process)": RESULTS["baseline"]["rows_per_s"], "runner": result["rows_per_s"]},

@@ -36,6 +36,13 @@ class OnRecordError(StrEnum):
     QUARANTINE = "quarantine"  # bad records written aside, left out of the .out
 
 
+class PayloadReads(StrEnum):
+    """Where a payload's bytes are read (the values are the ``--payload-reads`` choices)."""
+
+    STREAM = "stream"  # the object's task streams it and sends the workers the bytes
+    RANGED = "ranged"  # the workers, by ranged GETs, for objects over 1 MiB where the job allows it
+
+
 class ObjectParallelism(StrEnum):
     INSTANCE = "instance"  # an object's payloads go to its instance's workers (SageMaker's placement)
     CLUSTER = "cluster"  # to every worker of the job; same payloads, same .out
@@ -117,6 +124,11 @@ class RunnerConfig:
     # On a joined cluster where the instances do not fit yet: seconds to wait for nodes to join (an
     # autoscaler's, or started by hand). None: AUTOSCALER_WAIT_S where an autoscaler runs, else none.
     wait_for_nodes_s: float | None = None
+    # Who reads the payloads' bytes: "stream" the object's task; "ranged" the workers, by ranged GETs,
+    # where the job's framing allows (runner/records/ranges.py). Streamed by default: measured faster on
+    # the headline workload against the embedded S3, which stores text compressed in chunks that a
+    # ranged GET decompresses whole (benchmarks/RESULTS.md).
+    payload_reads: PayloadReads = PayloadReads.STREAM
 
     def __post_init__(self) -> None:
         # Plain strings are accepted (CLI flags, Python callers) and become the enums.
@@ -125,6 +137,7 @@ class RunnerConfig:
             "object_parallelism": ObjectParallelism,
             "on_record_error": OnRecordError,
             "csv_header": CsvHeader,
+            "payload_reads": PayloadReads,
         }
         for name, enum in choices.items():
             object.__setattr__(self, name, choice_of(enum, name, getattr(self, name)))

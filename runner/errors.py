@@ -87,6 +87,10 @@ class TransientStorageError(StorageError):
     """A throttling / 5xx / connection failure that outlived botocore's retries."""
 
 
+class ObjectChangedError(StorageError):
+    """The object was replaced while its parts were being read (its ETag no longer matches)."""
+
+
 class RecordFormatError(RunnerError):
     """An object cannot be split into records or a record does not fit the payload limit."""
 

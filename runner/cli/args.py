@@ -10,7 +10,14 @@ from typing import Any
 
 from runner.cli.console import err
 from runner.cli.exit_codes import ExitCode
-from runner.config import CsvHeader, ModelRuntime, ObjectParallelism, OnRecordError, RunnerConfig
+from runner.config import (
+    CsvHeader,
+    ModelRuntime,
+    ObjectParallelism,
+    OnRecordError,
+    PayloadReads,
+    RunnerConfig,
+)
 
 METRICS_FILE_HELP = (
     "keep the job's counters in this file in Prometheus' text format (node_exporter textfile collector)"
@@ -54,6 +61,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         on_record_error=getattr(args, "on_record_error", None) or RunnerConfig.on_record_error,
         quarantine_path=getattr(args, "quarantine_path", None),
         object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
+        payload_reads=getattr(args, "payload_reads", None) or RunnerConfig.payload_reads,
         warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
         allow_cpu_for_gpu=bool(getattr(args, "allow_cpu_for_gpu", False)),
         forward_aws_credentials=bool(getattr(args, "forward_aws_credentials", False)),
@@ -151,4 +159,11 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         choices=[m.value for m in ObjectParallelism],
         help="cluster (default): an object's payloads go to every worker of the job; instance: only to "
         "its instance's workers, as SageMaker places them (same payloads, same output bytes either way)",
+    )
+    parser.add_argument(
+        "--payload-reads",
+        choices=[m.value for m in PayloadReads],
+        help="stream (default): each object is read through one task, which sends the workers the "
+        "bytes; ranged: for uncompressed Line (MultiRecord) or None input over 1 MiB, each worker reads "
+        "its payloads' bytes itself by ranged GETs (same payloads, same output bytes)",
     )

@@ -29,11 +29,13 @@ import ray
 
 from runner.engine.calls import cause_of
 from runner.engine.replacer import Replacement, ReplacerHandle
+from runner.engine.worker import RangeResult
 from runner.errors import RunnerError, WorkerLostError
 from runner.jobs.counters import ObjectCounts
 from runner.records.batching import Payload, PayloadRecords
 from runner.records.quarantine import BadRecord, error_text, is_record_error
 from runner.records.splitters import Splitter
+from runner.storage.s3 import S3Settings
 
 STOP_POLL_S = 0.2  # how often a wait for a result looks whether the job was stopped
 
@@ -84,8 +86,10 @@ class Dispatcher:
         bisection: Bisection | None = None,
         current: Any = None,
         stopped: Callable[[], bool] | None = None,
+        s3: S3Settings | None = None,
     ) -> None:
         self.workers = list(workers)
+        self.s3 = s3  # how the workers reach S3 for a ranged payload's bytes
         # The job was stopped: a wait for a payload's result then ends with ObjectStopped, however
         # long the model takes (the object's thread cannot be interrupted otherwise).
         self.stopped = stopped
@@ -117,7 +121,11 @@ class Dispatcher:
 
     def _send(self, payload: Payload, slot: int, tries: int) -> Outstanding:
         handle = self.workers[slot]
-        ref = handle.transform.remote(payload.data, self.name, payload.index)
+        if payload.where is not None:  # the worker reads the bytes, while its model runs earlier payloads
+            handle.fetch.remote(payload.where, self.s3)
+            ref = handle.transform_range.remote(payload.where, self.name, payload.index)
+        else:
+            ref = handle.transform.remote(payload.data, self.name, payload.index)
         return Outstanding(ref, payload, slot, handle, tries)
 
     def _pick(self, preferred: int) -> int | None:
@@ -193,13 +201,16 @@ class Dispatcher:
 
     # -- results --
 
-    def _body(self, item: Outstanding) -> bytes:
+    def _body(self, item: Outstanding) -> Piece:
         """The payload's response; a dead worker's payload is retried. A model error raises (a
         RayTaskError whose ``cause`` is the HandlerError / InvocationError)."""
         while True:
             try:
-                body: bytes = ray.get(item.ref, timeout=None if self.stopped is None else STOP_POLL_S)
-                return body
+                got = ray.get(item.ref, timeout=None if self.stopped is None else STOP_POLL_S)
+                p = item.payload
+                if isinstance(got, RangeResult):  # the worker read the bytes and counted the records
+                    return Piece(got.body, p.first_record, got.records)
+                return Piece(got, p.first_record, p.record_count)
             except ray.exceptions.GetTimeoutError:
                 if self.stopped is not None and self.stopped():
                     raise ObjectStopped(f"{self.name}: the job was stopped") from None
@@ -226,7 +237,7 @@ class Dispatcher:
         """The payload's result; bisected into the good records' results when the model fails on it
         and bad records are quarantined."""
         try:
-            return [Piece(self._body(item), item.payload.first_record, item.payload.record_count)]
+            return [self._body(item)]
         except ray.exceptions.RayTaskError as e:
             if self.bisection is None or not is_record_error(e.cause):
                 raise
@@ -247,7 +258,7 @@ class Dispatcher:
         pieces: list[Piece] = []
         for a, b, item in sent:
             try:
-                pieces.append(Piece(self._body(item), item.payload.first_record, item.payload.record_count))
+                pieces.append(self._body(item))
             except ray.exceptions.RayTaskError as e:
                 if not is_record_error(e.cause):
                     raise

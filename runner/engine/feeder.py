@@ -4,6 +4,10 @@ split -> pack -> dispatch to the instance's workers -> results in order -> multi
 Payload and result bytes travel between this task and the workers through Ray's object store, never
 through the driver. At most ``max_in_flight`` payloads of one object are outstanding, which bounds
 memory by payload size, not object size.
+
+Ranged objects (runner/records/ranges.py, where the job allows it) skip the streamed read: this task
+only finds the payloads' boundaries, with a small ranged read each, and the workers read their own
+bytes; their results still come back here, in order, to the upload.
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ from typing import Any
 
 import ray
 
-from runner.contract.spec import AssembleWith, BatchStrategy
+from runner.config import PayloadReads
+from runner.contract.spec import AssembleWith, BatchStrategy, SplitType
 from runner.engine.calls import cause_of
 from runner.engine.credentials import AwsEnvironment
 from runner.engine.dispatch import Bisection, Dispatcher, ObjectStopped, Outstanding
 from runner.engine.replacer import current_workers
 from runner.engine.sizing import SMALL_OBJECT_BYTES
-from runner.errors import RunnerError
+from runner.errors import RecordFormatError, RunnerError
 from runner.jobs.counters import ObjectCounts, ProgressSink
 from runner.records.assembly import OutputAssembler
-from runner.records.batching import Payload
+from runner.records.batching import MIB, ByteRange, Payload, oversize_message
 from runner.records.dataprocessing import ObjectProcessor
 from runner.records.payloads import Packing, payloads_of
 from runner.records.plan import InputObject
 from runner.records.quarantine import Quarantine, write_quarantine
+from runner.records.ranges import Oversize, payload_ranges, why_streamed
 from runner.records.streams import BackgroundWriter, InlineWriter, read_ahead
 from runner.storage import ObjectInfo, storage_for
 from runner.storage.s3 import S3Settings
@@ -41,6 +47,9 @@ __all__ = ["FeedSettings", "ObjectResult", "run_objects"]
 PROGRESS_EVERY_S = 0.5  # how often an object task sends its counts to the driver
 
 READ_AHEAD_PAYLOADS = 2
+# Boundaries of a ranged object found ahead of the payloads sent: a probe is one small GET (~5 ms on
+# the embedded S3), a payload tens of milliseconds of model time, so this many keeps well ahead.
+RANGES_AHEAD = 8
 # The small objects of one task (engine/sizing.py ``take_batch``) run this many at a time.
 GROUP_THREADS = 8
 WAIT_STEP_S = 0.2  # how long the task's own thread blocks at a time (see run_objects)
@@ -62,6 +71,22 @@ class FeedSettings:
     # on_record_error quarantine (docs/contract.md §9, runner/records/quarantine.py); None: a model error
     # fails the object.
     quarantine: Quarantine | None = None
+    # Objects larger than this many bytes are ranged (the workers read their payloads' bytes,
+    # runner/records/ranges.py); None: every object is streamed through its task.
+    ranged_over_bytes: int | None = None
+
+
+def payload_reads(packing: Packing, quarantine: bool, mode: PayloadReads) -> tuple[int | None, str]:
+    """(``FeedSettings.ranged_over_bytes``, what Describe's ``x-runner.payload_reads`` says of it)."""
+    if mode is PayloadReads.STREAM:
+        return None, "streamed: --payload-reads stream"
+    why = why_streamed(packing, quarantine)
+    if why is not None:
+        return None, f"streamed: {why}"
+    return SMALL_OBJECT_BYTES, (
+        f"ranged: the workers read their payloads' bytes for objects over {SMALL_OBJECT_BYTES // MIB} MiB "
+        "(a smaller object is one GET in its task)"
+    )
 
 
 @dataclass(frozen=True)
@@ -197,6 +222,7 @@ class ObjectTransform:
             bisection_for(settings),
             current,
             stop.is_set if stop is not None else None,
+            s3,
         )
         self.window: deque[Outstanding] = deque()
         # Per outstanding payload: (its original records, first record, index) for DataProcessing.
@@ -245,11 +271,17 @@ class ObjectTransform:
             # A small object is one GET and one PUT: no read-ahead or writer thread.
             small = obj.size <= SMALL_OBJECT_BYTES
             background = InlineWriter(out) if small else BackgroundWriter(out, READ_AHEAD_PAYLOADS)
-            on_header = self.header.append if settings.packing.knobs.csv_header_in_output else None
-            produced = payloads_of(
-                obj, source.iter_chunks(obj.uri), settings.packing, self.processor, on_header
-            )
-            payloads = (p for p in produced) if small else read_ahead(produced, READ_AHEAD_PAYLOADS)
+            payloads: Iterator[Payload | Oversize]
+            ranged = settings.ranged_over_bytes is not None and obj.size > settings.ranged_over_bytes
+            if ranged:
+                self.counts.objects_ranged += 1
+                payloads = read_ahead(self._ranged_payloads(), RANGES_AHEAD)
+            else:
+                on_header = self.header.append if settings.packing.knobs.csv_header_in_output else None
+                produced = payloads_of(
+                    obj, source.iter_chunks(obj.uri), settings.packing, self.processor, on_header
+                )
+                payloads = (p for p in produced) if small else read_ahead(produced, READ_AHEAD_PAYLOADS)
             try:
                 self._send_all(payloads, background)
                 t1 = time.perf_counter()
@@ -266,7 +298,41 @@ class ObjectTransform:
             self.timings["write_s"] += time.perf_counter() - t1
         return committed, out.bytes_out
 
-    def _send_all(self, payloads: Iterator[Payload], background: InlineWriter | BackgroundWriter) -> None:
+    def _ranged_payloads(self) -> Iterator[Payload | Oversize]:
+        """The object's payloads as ranges of the version there now (its ETag pins every read)."""
+        obj, packing = self.obj, self.settings.packing
+        source = storage_for(obj.uri, self.s3)
+        now = source.head(obj.uri)
+
+        def fetch(start: int, end: int) -> bytes:
+            return source.read_range(obj.uri, start, end, now.etag)
+
+        lines = packing.split_type is not SplitType.NONE
+        found = payload_ranges(
+            obj.uri, now.etag, now.size, lines, packing.limit_bytes, packing.limit_mb, fetch, obj.name
+        )
+        for index, where in enumerate(found):
+            if isinstance(where, ByteRange):
+                yield Payload(index, b"", 0, 0, where.start, where)
+            else:
+                yield where
+
+    def _oversize(self, where: Oversize, background: InlineWriter | BackgroundWriter) -> RecordFormatError:
+        """The streamed path's error for a record no payload can hold, once the payloads before it are
+        back (their workers counted the records that come before it)."""
+        while self.window:
+            self._write_head(background)
+        record, limit_mb = self.counts.records, self.settings.packing.limit_mb
+        return RecordFormatError(
+            oversize_message(self.obj.name, record, where.offset, where.size, limit_mb),
+            uri=self.obj.name,
+            record_index=record,
+            byte_offset=where.offset,
+        )
+
+    def _send_all(
+        self, payloads: Iterator[Payload | Oversize], background: InlineWriter | BackgroundWriter
+    ) -> None:
         """Every payload to a worker, at most ``max_in_flight`` outstanding; results written as they
         come back, so output starts early and memory stays bounded by payloads, not the object."""
         while True:
@@ -275,14 +341,16 @@ class ObjectTransform:
             self.timings["read_split_s"] += time.perf_counter() - t1
             if p is None:
                 break
+            if isinstance(p, Oversize):
+                raise self._oversize(p, background)
             while len(self.window) >= self.settings.max_in_flight:
                 self._write_head(background)
             self.window.append(self.dispatcher.submit(p, self.start + p.index))
             originals = self.processor.take(p.record_count) if self.processor is not None else []
             self.pending.append((originals, p.first_record, p.index))
-            self.counts.records += p.record_count
+            self.counts.records += p.record_count  # a ranged payload's are counted as it comes back
             self.counts.payloads += 1
-            self.counts.bytes_in += len(p.data)
+            self.counts.bytes_in += p.where.length if p.where is not None else len(p.data)
             self._check_stop()
             while self.window and ray.wait([self.window[0].ref], timeout=0)[0]:
                 self._write_head(background)
@@ -295,8 +363,11 @@ class ObjectTransform:
     def _write_head(self, background: InlineWriter | BackgroundWriter) -> None:
         """Write the oldest outstanding result (results are written in payload order)."""
         t1 = time.perf_counter()
-        pieces = self.dispatcher.result(self.window.popleft())
+        item = self.window.popleft()
+        pieces = self.dispatcher.result(item)
         t2 = time.perf_counter()
+        if item.payload.where is not None:
+            self.counts.records += sum(piece.record_count for piece in pieces)
         records, first, index = self.pending.popleft()
         if self.header:
             background.add(self.header.pop())

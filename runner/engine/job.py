@@ -24,7 +24,7 @@ from runner.contract.spec import (
 )
 from runner.engine.calls import ray_get
 from runner.engine.credentials import AwsEnvironment, aws_environment, where_nodes_read
-from runner.engine.feeder import FeedSettings, ObjectResult, remote_warm
+from runner.engine.feeder import FeedSettings, ObjectResult, payload_reads, remote_warm
 from runner.engine.machine import MACHINE_RESOURCE
 from runner.engine.pool import WorkerPool
 from runner.engine.scheduler import counters_of, feed_all, feed_groups
@@ -448,7 +448,7 @@ def execute(
     park = False
     try:
         ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
-        results = feed(job, setup, workers, store, config, on_progress, should_stop)
+        results, reads = feed(job, setup, workers, store, config, on_progress, should_stop)
         stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
         # Busy workers of a stopped job would answer only after their payloads.
         worker_stats = [] if stopped else workers.pool.stats()
@@ -466,7 +466,9 @@ def execute(
         else:
             workers.pool.shutdown()
     counters = replace(
-        counters_of(job, results), workers=tuple(worker_stats), model_runtime=_runtime_of(workers.pool)
+        counters_of(job, results, reads=reads),
+        workers=tuple(worker_stats),
+        model_runtime=_runtime_of(workers.pool),
     )
     return record_outcome(job, store, results, counters, stopped)
 
@@ -658,9 +660,9 @@ def feed(
     config: RunnerConfig,
     on_progress: ProgressCallback | None,
     should_stop: Callable[[], bool] | None,
-) -> list[ObjectResult]:
+) -> tuple[list[ObjectResult], str]:
     """Every object through the workers; TransformStartTime is when they are ready (SageMaker bills
-    from there)."""
+    from there). Also says who read the payloads' bytes (Describe's ``x-runner.payload_reads``)."""
     spec, resolved, pool = job.spec, workers.resolved, workers.pool
     store.update_job(spec.name, transform_start_time=time.time(), resolved=resolved.describe())
     limit_mb = resolved.max_payload_mb
@@ -673,6 +675,7 @@ def feed(
         processing=processing_for(spec),
         knobs=setup.knobs,
     )
+    ranged_over_bytes, reads = payload_reads(packing, setup.quarantine is not None, config.payload_reads)
     settings = FeedSettings(
         packing=packing,
         assemble_with=spec.transform_output.assemble_with,
@@ -682,8 +685,10 @@ def feed(
         max_retries=spec.model_client_config.invocations_max_retries,
         replacer=pool.replacer(),
         quarantine=setup.quarantine,
+        ranged_over_bytes=ranged_over_bytes,
     )
-    return feed_all(job, pool, settings, store, config, on_progress, setup.aws, should_stop)
+    results = feed_all(job, pool, settings, store, config, on_progress, setup.aws, should_stop, reads)
+    return results, reads
 
 
 def record_outcome(

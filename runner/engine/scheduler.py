@@ -37,10 +37,19 @@ ProgressCallback = Callable[[JobCounters], None]
 
 
 # What running objects' tasks have reported so far may be ahead of the finished objects' sums.
-LIVE_COUNTS = ("records", "payloads", "bytes_in", "payloads_retried", "workers_replaced")
+LIVE_COUNTS = (
+    "records",
+    "payloads",
+    "bytes_in",
+    "payloads_retried",
+    "workers_replaced",
+    "objects_ranged",
+)
 
 
-def counters_of(job: Any, results: list[ObjectResult], live: ObjectCounts | None = None) -> JobCounters:
+def counters_of(
+    job: Any, results: list[ObjectResult], live: ObjectCounts | None = None, reads: str | None = None
+) -> JobCounters:
     done = sum(1 for r in results if r.ok)
     total = ObjectCounts()
     for r in results:
@@ -73,6 +82,8 @@ def counters_of(job: Any, results: list[ObjectResult], live: ObjectCounts | None
         objects_by_node=feeders or None,
         first_output_s=min(firsts) if firsts else None,
         feeder_s={k: round(v, 3) for k, v in feeder.items()} or None,
+        payload_reads=reads,
+        objects_ranged=total.objects_ranged if reads is not None else None,
     )
 
 
@@ -154,9 +165,11 @@ def feed_all(
     on_progress: ProgressCallback | None,
     aws: AwsEnvironment,
     should_stop: Callable[[], bool] | None = None,
+    reads: str | None = None,
 ) -> list[ObjectResult]:
     """Objects go to instances as instances free up, a few at a time per instance. ``aws``: the S3
-    settings the object tasks use (engine/credentials.py)."""
+    settings the object tasks use (engine/credentials.py); ``reads``: who reads the payloads' bytes,
+    for Describe."""
     ledger = Ledger(store)
     by_uri = {o.uri: o for o in job.objects}
     finished: list[tuple[InputObject, str]] = []  # for the ledger, written every STORE_EVERY_S
@@ -209,7 +222,7 @@ def feed_all(
                                 finished.append((by_uri[result.uri], result.output_etag))
                 ready = ray.wait(list(running), num_returns=len(running), timeout=0)[0] if running else []
             if on_progress is not None or time.monotonic() - last_store >= STORE_EVERY_S:
-                counters = counters_of(job, results, live)
+                counters = counters_of(job, results, live, reads)
                 if on_progress is not None:
                     on_progress(counters)
                 if time.monotonic() - last_store >= STORE_EVERY_S:

@@ -24,6 +24,7 @@ class ObjectCounts:
     payloads_retried: int = 0
     workers_replaced: int = 0
     records_quarantined: int = 0
+    objects_ranged: int = 0  # objects whose workers read their own payload bytes (records/ranges.py)
 
     def add(self, other: ObjectCounts) -> None:
         for f in fields(self):
@@ -127,6 +128,10 @@ class JobCounters:
     workers: tuple[WorkerInfo, ...] | None = None  # set when the job ends
     model_runtime: str | None = None  # set when the job ends: "hooks" or "container"
     waiting_for_nodes: str | None = None  # while the instances wait for a cluster to grow: for what
+    # Who reads the payloads' bytes: "ranged: ..." (the workers) or "streamed: <why>" (the object task),
+    # and how many objects were ranged.
+    payload_reads: str | None = None
+    objects_ranged: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # members this version does not know
 
     def to_json(self) -> dict[str, Any]:

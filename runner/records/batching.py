@@ -26,14 +26,33 @@ FRAME_SLACK = 3
 
 
 @dataclass(frozen=True)
+class ByteRange:
+    """A payload's bytes in its object, for the worker to read (runner/records/ranges.py):
+    ``[start, end)`` of the version whose ETag is ``etag``."""
+
+    uri: str
+    etag: str
+    start: int
+    end: int
+    lines: bool  # split by Line (its records are counted by newline); else the object is one record
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
 class Payload:
-    """One request body. ``first_record`` and ``byte_offset`` locate it in the (decompressed) object."""
+    """One request body. ``first_record`` and ``byte_offset`` locate it in the (decompressed) object.
+    A ranged payload has no ``data`` here but ``where``: the worker reads it, and counts its records
+    (``record_count`` is 0 until then)."""
 
     index: int
     data: bytes
     first_record: int
     record_count: int
     byte_offset: int
+    where: ByteRange | None = None
 
 
 @dataclass(frozen=True)

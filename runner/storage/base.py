@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from runner.errors import StorageError
+from runner.errors import ObjectChangedError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ class Storage(Protocol):
         ...
 
     def read_bytes(self, uri: str) -> bytes: ...
+
+    def read_range(self, uri: str, start: int, end: int, etag: str) -> bytes:
+        """The bytes ``[start, end)`` of the object's version ``etag`` (an ``ObjectInfo.etag``), in one
+        read; ``ObjectChangedError`` when the object is no longer that version."""
+        ...
 
     def put_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> ObjectInfo: ...
 
@@ -131,6 +136,15 @@ class WriterBase:
         except StorageError as abort_error:
             # Never hide the error that made us abort behind the abort's own failure.
             log.warning("abort after %s failed too: %s", type(exc).__name__, abort_error)
+
+
+def changed(uri: str, etag: str, now: str) -> ObjectChangedError:
+    now_text = f" (now {now})" if now else ""
+    return ObjectChangedError(
+        f"{uri} changed while it was being read: its ETag is no longer {etag}{now_text}; "
+        "do not overwrite a job's inputs while it runs",
+        uri,
+    )
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -19,8 +19,13 @@ import botocore.exceptions as boto_errors
 import urllib3.exceptions
 from botocore.config import Config
 
-from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
-from runner.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, split_s3_uri
+from runner.errors import (
+    AccessDeniedError,
+    ObjectNotFoundError,
+    StorageError,
+    TransientStorageError,
+)
+from runner.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, StorageBase, changed, split_s3_uri
 from runner.storage.multipart import S3Writer, etag_of
 
 DEFAULT_REGION = "us-east-1"
@@ -291,6 +296,44 @@ class S3Storage(StorageBase):
                     yield chunk
             finally:
                 body.close()  # an abandoned stream must not hold a pooled connection
+
+    def read_range(self, uri: str, start: int, end: int, etag: str) -> bytes:
+        if end <= start:
+            return b""
+        bucket, key = self._object(uri)
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = self.client().get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", IfMatch=f'"{etag_of(etag)}"'
+                )
+            except boto_errors.ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                    raise changed(uri, etag, "") from None
+                raise self._error(e, "GetObject", uri) from e
+            except Exception as e:
+                raise self._error(e, "GetObject", uri) from e
+            # A server that ignores If-Match still names the version it sent.
+            if etag_of(response.get("ETag")) != etag_of(etag):
+                response["Body"].close()
+                raise changed(uri, etag, str(response.get("ETag")))
+            try:
+                data: bytes = response["Body"].read()
+            except Exception as e:  # a body cut off mid-stream: read the range again
+                error = self._error(e, "GetObject (reading the body)", uri)
+                if isinstance(error, TransientStorageError) and tries < self.settings.max_attempts:
+                    continue
+                raise error from e
+            finally:
+                response["Body"].close()
+            if len(data) != end - start:
+                raise StorageError(
+                    f"GetObject {uri} bytes {start}-{end - 1}: {len(data)} bytes came back, "
+                    f"not {end - start}",
+                    uri,
+                )
+            return data
 
     def open_writer(
         self, uri: str, content_type: str | None = None, kms_key_id: str | None = None

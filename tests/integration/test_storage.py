@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import time
 import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,13 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from runner.errors import AccessDeniedError, ObjectNotFoundError, StorageError, TransientStorageError
+from runner.errors import (
+    AccessDeniedError,
+    ObjectChangedError,
+    ObjectNotFoundError,
+    StorageError,
+    TransientStorageError,
+)
 from runner.storage import Storage, split_s3_uri, storage_for
 from runner.storage.embedded import EmbeddedS3Info
 from runner.storage.local import TEMP_SUFFIX, LocalStorage
@@ -168,6 +175,20 @@ def test_iter_chunks_streams_a_large_object_and_reads_ranges(backend: Backend) -
     assert backend.storage.read_bytes(uri) == data
     head = backend.storage.head(uri)
     assert (head.uri, head.size) == (uri, size) and head.etag
+
+
+def test_read_range_reads_the_listed_version_or_says_it_changed(backend: Backend) -> None:
+    data = os.urandom(3 * MiB)
+    backend.put("v.bin", data)
+    uri = backend.uri("v.bin")
+    etag = backend.storage.head(uri).etag
+    for start, end in [(0, 1), (MiB - 1, 2 * MiB + 1), (3 * MiB - 7, 3 * MiB), (5, 5)]:
+        assert backend.storage.read_range(uri, start, end, etag) == data[start:end], (start, end)
+    time.sleep(0.01)  # a file's version is its size and mtime
+    backend.put("v.bin", data[::-1])
+    changed = rf"{re.escape(uri)} changed while it was being read: its ETag is no longer"
+    with pytest.raises(ObjectChangedError, match=changed):
+        backend.storage.read_range(uri, 0, 10, etag)
 
 
 def test_missing_objects_raise_object_not_found_naming_the_uri(backend: Backend) -> None:
