@@ -121,9 +121,8 @@ class Dispatcher:
 
     def _send(self, payload: Payload, slot: int, tries: int) -> Outstanding:
         handle = self.workers[slot]
-        if payload.where is not None:  # the worker reads the bytes, while its model runs earlier payloads
-            handle.fetch.remote(payload.where, self.s3)
-            ref = handle.transform_range.remote(payload.where, self.name, payload.index)
+        if payload.where is not None:  # the worker reads the bytes itself
+            ref = handle.transform_range.remote(payload.where, self.s3, self.name, payload.index)
         else:
             ref = handle.transform.remote(payload.data, self.name, payload.index)
         return Outstanding(ref, payload, slot, handle, tries)

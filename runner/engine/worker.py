@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from runner.config import ModelRuntime
 from runner.engine.sizing import InstanceSizing
-from runner.errors import HandlerError, WorkerLostError
+from runner.errors import HandlerError
 from runner.jobs.counters import WorkerInfo
 from runner.model.artifacts import ModelSpec, ensure_model_dir, install_requirements
 from runner.model.container import ModelServer
@@ -33,17 +30,6 @@ from runner.model.runtime import RuntimeSettings, choose_runtime
 from runner.records.ranges import ByteRange, record_count
 from runner.storage import storage_for
 from runner.storage.s3 import S3Settings
-
-# Ranged payloads (runner/records/ranges.py): ``fetch`` runs in this concurrency group, beside the
-# model, so a worker reads its next payloads' bytes while the model runs. The model's own calls
-# (setup, transform) stay in the default group: one at a time, in the order they were sent.
-IO_GROUP = "io"
-IO_THREADS = 2
-# How long a ranged payload waits for the fetch sent just before it to begin (it was dispatched
-# first, so it begins unless the reads queued ahead of it are this slow); then it reads itself.
-FETCH_START_WAIT_S = 60.0
-# Fetched payloads whose transform never came (its object task was cancelled) are dropped past this.
-MAX_FETCHED = 64
 
 
 def use_requirements(model_dir: Path, cache_dir: Path) -> None:
@@ -67,11 +53,6 @@ class ModelWorker:
     (an exception in an actor's constructor only says that the actor died)."""
 
     def __init__(self) -> None:
-        # Ranged payloads' reads, started by ``fetch`` and taken by ``transform_range`` (both in the
-        # order sent, so the oldest read of a range is its transform's).
-        self._fetched: dict[ByteRange, deque[Future[bytes]]] = {}
-        self._fetched_count = 0
-        self._fetches = threading.Condition()
         self._handler: Handler | None = None
         self._server: ModelServer | None = None
         self._content_type: str | None = None
@@ -127,50 +108,11 @@ class ModelWorker:
         assert self._handler is not None, "setup() first"
         return self._handler.execution_parameters()
 
-    @ray.method(concurrency_group=IO_GROUP)
-    def fetch(self, where: ByteRange, s3: S3Settings | None) -> None:
-        """Read a ranged payload's bytes for the ``transform_range`` sent right after this call."""
-        read: Future[bytes] = Future()
-        with self._fetches:
-            self._fetched.setdefault(where, deque()).append(read)
-            self._fetched_count += 1
-            if self._fetched_count > MAX_FETCHED:
-                self._drop_oldest()
-            self._fetches.notify_all()
-        try:
-            read.set_result(
-                storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
-            )
-        except BaseException as e:  # the transform raises it, as the object's error
-            read.set_exception(e)
-
-    def transform_range(self, where: ByteRange, name: str, index: int) -> RangeResult:
-        """A ranged payload, read by the ``fetch`` sent before this call: transformed, and its
-        records counted (the object task never sees its bytes)."""
-        deadline = time.monotonic() + FETCH_START_WAIT_S
-        with self._fetches:
-            while not self._fetched.get(where) and time.monotonic() < deadline:
-                self._fetches.wait(timeout=max(0.0, deadline - time.monotonic()))
-            reads = self._fetched.get(where)
-            read = reads.popleft() if reads else None
-            if read is not None:
-                self._fetched_count -= 1
-            if not reads:
-                self._fetched.pop(where, None)
-        if read is None:
-            raise WorkerLostError(
-                f"{name}: payload {index}: its bytes were not read within {FETCH_START_WAIT_S:g}s of "
-                "its transform starting"
-            )
-        data = read.result()
+    def transform_range(self, where: ByteRange, s3: S3Settings | None, name: str, index: int) -> RangeResult:
+        """A ranged payload: its bytes read here, transformed, and its records counted (the object task
+        never sees its bytes)."""
+        data = storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
         return RangeResult(self.transform(data, name, index), record_count(data, where.lines))
-
-    def _drop_oldest(self) -> None:
-        oldest = next(iter(self._fetched))
-        self._fetched[oldest].popleft()
-        self._fetched_count -= 1
-        if not self._fetched[oldest]:
-            del self._fetched[oldest]
 
     def transform(self, data: bytes, name: str, index: int) -> bytes:
         t0 = time.perf_counter()
@@ -305,5 +247,8 @@ def start_worker(template: WorkerTemplate, group: PlacementGroup, bundle_index: 
     return actor, ready
 
 
-RemoteModelWorker = ray.remote(concurrency_groups={IO_GROUP: IO_THREADS})(ModelWorker)  # type: ignore[call-overload]
+# A plain actor: its calls run one at a time on its main thread, in the order sent. (max_concurrency > 1
+# lets Ray run them out of order, so a slow payload can hold up the ones before it; an I/O concurrency
+# group for ranged reads kept the order but measured more worker CPU on workload T.)
+RemoteModelWorker = ray.remote(ModelWorker)
 remote_probe_execution_parameters = ray.remote(num_cpus=0, max_retries=0)(probe_execution_parameters)

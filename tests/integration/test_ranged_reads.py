@@ -140,3 +140,51 @@ def test_gzip_and_single_record_stay_streamed(bucket: Bucket, echo: dict[str, An
     x = record.describe()["x-runner"]
     assert x["payload_reads"] == "streamed: BatchStrategy SingleRecord sends one line a payload"
     assert x["objects_ranged"] == 0
+
+
+# Dies once (a hard exit, as an OOM kill looks) on the payload holding the line "die-here".
+DYING_ECHO = (
+    ECHO_MODEL
+    + """
+import os
+
+_transform = transform_fn
+
+def transform_fn(model, body, content_type, accept):
+    text = body if isinstance(body, str) else body.decode()
+    marker = os.environ["DIE_MARKER"]
+    if "die-here" in text and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return _transform(model, body, content_type, accept)
+"""
+)
+
+
+def test_a_ranged_payload_whose_worker_dies_is_read_again_by_another(
+    bucket: Bucket, echo: dict[str, Any], tmp_path: Path
+) -> None:
+    bucket.put("in/a.txt", lines(4, 2 * MIB) + b"\n" + b"die-here\n" + lines(5, MIB))
+    overrides: dict[str, Any] = {
+        "MaxPayloadInMB": 1,
+        "BatchStrategy": "MultiRecord",
+        "MaxConcurrentTransforms": 2,
+    }
+    home = tmp_path / "home"
+    streamed = run_job(
+        job_request("dies-stream", bucket.name, ModelName="echo", **overrides),
+        RunnerConfig(home=home),
+        model_request=echo,
+    )
+    expected = bucket.get("out/a.txt.out")
+    dying = model_request(
+        "echo", write_model(tmp_path / "dying", DYING_ECHO), {"DIE_MARKER": str(tmp_path / "died")}
+    )
+    request = job_request("dies-ranged", bucket.name, ModelName="echo", **overrides)
+    request["TransformOutput"]["S3OutputPath"] = f"s3://{bucket.name}/ranged"
+    ranged = run_job(request, RunnerConfig(home=home, payload_reads=PayloadReads.RANGED), model_request=dying)
+    assert ranged.status is TransformJobStatus.COMPLETED, ranged.failure_reason
+    assert (tmp_path / "died").exists() and bucket.get("ranged/a.txt.out") == expected
+    x = ranged.describe()["x-runner"]
+    assert x["payloads_retried"] >= 1 and x["workers_replaced"] == 1 and x["objects_ranged"] == 1
+    assert x["records"] == streamed.describe()["x-runner"]["records"]
