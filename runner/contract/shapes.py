@@ -1,5 +1,6 @@
-"""Request shapes from botocore's own ``sagemaker`` service model: required members, types,
-length/value bounds, patterns, enums and unknown members, for any operation's input.
+"""Request shapes from botocore's own service models (``sagemaker``; ``logs`` for serve's CloudWatch
+Logs subset): required members, types, length/value bounds, patterns, enums and unknown members, for
+any operation's input.
 
 botocore itself checks only required/type/min client-side; the service enforces the rest, so the
 runner does it here. Paths are AWS camelCase (``transformInput.splitType``, ``tags.1.key``).
@@ -27,16 +28,16 @@ def camel_path(*parts: str | int) -> str:
 
 
 @functools.cache
-def _service_model() -> Any:
-    return botocore.session.get_session().get_service_model("sagemaker")
+def _service_model(service: str = "sagemaker") -> Any:
+    return botocore.session.get_session().get_service_model(service)
 
 
 @functools.cache
-def _input_shape(operation: str) -> Shape:
+def _input_shape(operation: str, service: str = "sagemaker") -> Shape:
     try:
-        return _service_model().operation_model(operation).input_shape
+        return _service_model(service).operation_model(operation).input_shape
     except OperationNotFoundError as e:
-        raise ValueError(f"sagemaker has no operation {operation!r}") from e
+        raise ValueError(f"{service} has no operation {operation!r}") from e
 
 
 @functools.cache
@@ -47,10 +48,10 @@ def output_max_length(operation: str, member: str) -> int:
     return int(shape.metadata["max"])
 
 
-def validate_request(operation: str, request: Mapping[str, Any]) -> list[Problem]:
-    """Every shape problem of a sagemaker ``operation`` input (botocore model rules, all maxima included)."""
+def validate_request(operation: str, request: Mapping[str, Any], service: str = "sagemaker") -> list[Problem]:
+    """Every shape problem of a ``service`` operation's input (botocore model rules, all maxima included)."""
     problems: list[Problem] = []
-    _check(_input_shape(operation), request, "", problems)
+    _check(_input_shape(operation, service), request, "", problems)
     return problems
 
 
@@ -146,14 +147,18 @@ _SURROGATES = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IG
 
 @functools.cache
 def _category_ranges() -> Mapping[str, str]:
-    """Character-class bodies for each Unicode major category (``L``, ``N``, ...), in one pass."""
+    """Character-class bodies for each Unicode category, major (``L``, ``C``) and minor (``Lu``,
+    ``Cc``: newer botocore models use ``[^\\s\\p{Cc}\\p{Cf}]``), in one pass."""
     ranges: dict[str, list[str]] = {}
-    start, major = 0, "C"
+    starts: dict[int, int] = {1: 0, 2: 0}
+    current = {1: "C", 2: "Cc"}
     for cp in range(1, sys.maxunicode + 2):
-        now = unicodedata.category(chr(cp))[0] if cp <= sys.maxunicode else ""
-        if now != major:
-            ranges.setdefault(major, []).append(f"\\U{start:08x}-\\U{cp - 1:08x}")
-            start, major = cp, now
+        category = unicodedata.category(chr(cp)) if cp <= sys.maxunicode else ""
+        for n in (1, 2):
+            now = category[:n]
+            if now != current[n]:
+                ranges.setdefault(current[n], []).append(f"\\U{starts[n]:08x}-\\U{cp - 1:08x}")
+                starts[n], current[n] = cp, now
     return {k: "".join(v) for k, v in ranges.items()}
 
 

@@ -646,6 +646,17 @@ def test_every_pattern_of_the_service_model_translates() -> None:
     assert [p for p in patterns if _compile(p) is None] == []
 
 
+def test_minor_unicode_categories_translate() -> None:
+    # Newer botocore models exclude control and format characters with \p{Cc} and \p{Cf}.
+    from runner.contract.shapes import _compile
+
+    pattern = _compile(r"s3://[a-z0-9]+(/[^\s\p{Cc}\p{Cf}]*)?")
+    assert pattern is not None
+    assert pattern.fullmatch("s3://bucket/k\u00e9y/x.csv")
+    assert not pattern.fullmatch("s3://bucket/a\x07b")
+    assert not pattern.fullmatch("s3://bucket/a\u200bb")  # ZERO WIDTH SPACE is Cf
+
+
 @pytest.mark.parametrize(
     ("value", "ok"),
     [
