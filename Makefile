@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 # Everything the demo, the tests and the benchmarks use: the extras a plain `pip install .` leaves out too.
-EXTRAS := test,bench,dev,models,onnx,local-s3,npz,plots
+EXTRAS := test,bench,dev,models,onnx,local-s3,npz,plots,frameworks
 PY := $(VENV)/bin/python
 BT := $(VENV)/bin/batch-transform
 DEMO := .demo
@@ -40,15 +40,22 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
-# The SageMaker Python SDK pins protobuf < 7 and an older pyarrow: it gets a venv of its own.
+# The SageMaker Python SDK pins protobuf < 7 and an older pyarrow: each major version gets a venv of
+# its own (v3, and v2: the latest 2.x, still the most used).
 SDK_VENV ?= .venv-sdk
+SDK2_VENV ?= .venv-sdk2
 $(SDK_VENV)/.installed:
 	python3 -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/python -m pip install -q "sagemaker==3.27.0"
 	touch $@
 
-test-sdk: venv $(SDK_VENV)/.installed
-	SDK_PYTHON=$(SDK_VENV)/bin/python $(PY) -m pytest -q tests/sdk
+$(SDK2_VENV)/.installed:
+	python3 -m venv $(SDK2_VENV)
+	$(SDK2_VENV)/bin/python -m pip install -q "sagemaker==2.257.7"
+	touch $@
+
+test-sdk: venv $(SDK_VENV)/.installed $(SDK2_VENV)/.installed
+	SDK_PYTHON=$(SDK_VENV)/bin/python SDK2_PYTHON=$(SDK2_VENV)/bin/python $(PY) -m pytest -q tests/sdk
 
 # Minutes of jobs under mixed S3 and worker faults; records in == records out (tests/faults/test_soak.py).
 SOAK_MINUTES ?= 5

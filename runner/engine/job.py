@@ -41,6 +41,7 @@ from runner.errors import (
     WorkerStartupError,
 )
 from runner.jobs.counters import JobCounters
+from runner.jobs.joblog import JobLogWriter
 from runner.jobs.ledger import Ledger, check_resumable, check_unchanged, model_fingerprint, still_valid
 from runner.jobs.owner import owner_id
 from runner.jobs.store import (
@@ -437,7 +438,33 @@ def execute(
 ) -> JobRecord:
     """Run a created job to its end: set up, start the workers, feed every object, record the
     outcome. ``should_stop`` (StopTransformJob) is polled while objects are fed; once true, running
-    objects are cancelled (their uploads aborted) and the job ends Stopped."""
+    objects are cancelled (their uploads aborted) and the job ends Stopped. What the job says goes to
+    its log streams too (runner/jobs/joblog.py), each line before the status it leads to."""
+    joblog = JobLogWriter(store, job.spec.name, job.spec.transform_resources.instance_count)
+
+    def note(text: str) -> None:
+        on_note(text)
+        joblog.job(text)
+
+    try:
+        return _execute(job, store, config, on_progress, note, should_stop, joblog)
+    except KeyboardInterrupt:
+        joblog.job(f"transform job {job.spec.name}: interrupted, stopping")
+        raise
+    except Exception as e:
+        joblog.job(f"transform job {job.spec.name}: ended on {type(e).__name__}: {e}")
+        raise
+
+
+def _execute(
+    job: PreparedJob,
+    store: JobStore,
+    config: RunnerConfig,
+    on_progress: ProgressCallback | None,
+    on_note: Callable[[str], None],
+    should_stop: Callable[[], bool] | None,
+    joblog: JobLogWriter,
+) -> JobRecord:
     ensure_ray(config)
     on_note(describe_ray(config))
     setup = set_up(job, store, config, on_note)
@@ -445,6 +472,7 @@ def execute(
     if ray_is_own(config):  # the workers share this machine's cache: fill it meanwhile
         prefetch_model(setup.model, config.model_cache_dir)
     workers = start_workers(job, setup, config, on_note)
+    log_workers(joblog, workers.pool)
     park = False
     try:
         ray.wait(warming, num_returns=len(warming), timeout=WARM_WAIT_S)
@@ -470,7 +498,24 @@ def execute(
         workers=tuple(worker_stats),
         model_runtime=_runtime_of(workers.pool),
     )
-    return record_outcome(job, store, results, counters, stopped)
+    return record_outcome(job, store, results, counters, stopped, joblog)
+
+
+def log_workers(joblog: JobLogWriter, pool: WorkerPool) -> None:
+    """Each worker's start, in its instance's stream."""
+    per_instance = max(1, len(pool.infos) // max(1, len(pool.instances)))
+    for k, info in enumerate(pool.infos):
+        where = f"model worker pid {info.pid} on node {(info.node_id or '?')[:12]}"
+        if info.warm:
+            joblog.instance(k // per_instance, f"{where}: kept warm from an earlier job")
+            continue
+        how = info.runtime or "?"
+        if info.family:
+            how += f", {info.family} defaults"
+        if info.server:
+            how += f", {info.server} server, log {info.server_log}"
+        load = f"{info.model_load_s:.2f}s" if info.model_load_s is not None else "?"
+        joblog.instance(k // per_instance, f"{where}: model loaded in {load} ({how})")
 
 
 def set_up(
@@ -692,13 +737,19 @@ def feed(
 
 
 def record_outcome(
-    job: PreparedJob, store: JobStore, results: list[ObjectResult], counters: JobCounters, stopped: bool
+    job: PreparedJob,
+    store: JobStore,
+    results: list[ObjectResult],
+    counters: JobCounters,
+    stopped: bool,
+    joblog: JobLogWriter,
 ) -> JobRecord:
     """The job's end: Stopped, Failed with the first failed object's error, or Completed."""
     name = job.spec.name
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("%s", r.error)
+    joblog.job(*(_object_line(r) for r in results))
     if stopped:
         status, reason = TransformJobStatus.STOPPED, None
     elif failed:
@@ -709,7 +760,15 @@ def record_outcome(
     else:
         status, reason = TransformJobStatus.COMPLETED, None
     changes: dict[str, Any] = {"failure_reason": reason} if reason else {}
+    joblog.job(f"transform job {name}: {status}" + (f": {reason}" if reason else ""))
     return store.update_job(name, status=status, transform_end_time=time.time(), counters=counters, **changes)
+
+
+def _object_line(r: ObjectResult) -> str:
+    if not r.ok:
+        return f"{r.uri}: failed: {r.error}"
+    c = r.counts
+    return f"{r.uri}: {c.records} records in {c.payloads} payload(s), {r.bytes_out} bytes to {r.output_uri}"
 
 
 def _runtime_of(pool: WorkerPool) -> ModelRuntime | None:

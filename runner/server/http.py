@@ -1,7 +1,9 @@
 """The control plane over HTTP: AWS JSON 1.1 as botocore sends it (``POST /``,
 ``X-Amz-Target: SageMaker.<Operation>``, ``Content-Type: application/x-amz-json-1.1``), each request
-SigV4-verified before ``ControlPlane.call`` sees it; errors as AWS sends them (HTTP 400,
-``{"__type": "<Code>", "message": "<text>"}``). ``serve`` runs it until SIGINT / SIGTERM.
+SigV4-verified before ``ControlPlane.call`` sees it; the CloudWatch Logs operations the SageMaker SDK
+tails a job with (``Logs_20140328.<Operation>``, signed for ``logs``) go to ``LogsPlane``; errors
+as AWS sends them (HTTP 400, ``{"__type": "<Code>", "message": "<text>"}``). ``serve`` runs it until
+SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from urllib.parse import urlsplit
 from runner.config import RunnerConfig
 from runner.server.api import TARGET_PREFIX, ApiError, ControlPlane
 from runner.server.faults import FaultMode, hold
-from runner.server.sigv4 import Identity, SignatureError, verify
+from runner.server.logs import SIGNING_NAME as LOGS_SIGNING_NAME
+from runner.server.logs import TARGET_PREFIX as LOGS_TARGET_PREFIX
+from runner.server.logs import LogsError, LogsPlane
+from runner.server.sigv4 import SERVICE, Identity, SignatureError, verify
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -35,6 +40,7 @@ class ApiServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], plane: ControlPlane, identities: Mapping[str, Identity]):
         super().__init__(address, ApiHandler)
         self.plane = plane
+        self.logs = LogsPlane(plane.store)
         self.identities = dict(identities)
 
 
@@ -80,11 +86,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             headers: dict[str, list[str]] = {}
             for name, value in self.headers.items():
                 headers.setdefault(name.lower(), []).append(value)
-            verify(self.command, self.path, headers, body, self.server.identities)
+            logs = target.startswith(LOGS_TARGET_PREFIX)
+            service = LOGS_SIGNING_NAME if logs else SERVICE
+            verify(self.command, self.path, headers, body, self.server.identities, service=service)
             if (
                 self.command != "POST"
                 or urlsplit(self.path).path != "/"
-                or not target.startswith(TARGET_PREFIX)
+                or not (logs or target.startswith(TARGET_PREFIX))
             ):
                 raise ApiError("UnknownOperationException", f"Unknown operation {target or self.command}.")
             try:
@@ -95,12 +103,15 @@ class ApiHandler(BaseHTTPRequestHandler):
                 raise ApiError("SerializationException", f"The request body is not valid JSON: {e}") from None
             if not isinstance(payload, dict):
                 raise ApiError("SerializationException", "The request body must be a JSON object.")
-            if hold(self.server.plane.fault, target[len(TARGET_PREFIX) :]):
-                self.close_connection = True
-                return
-            result = self.server.plane.call(target[len(TARGET_PREFIX) :], payload)
+            if logs:
+                result = self.server.logs.call(target[len(LOGS_TARGET_PREFIX) :], payload)
+            else:
+                if hold(self.server.plane.fault, target[len(TARGET_PREFIX) :]):
+                    self.close_connection = True
+                    return
+                result = self.server.plane.call(target[len(TARGET_PREFIX) :], payload)
             self._send(200, result, request_id)
-        except (SignatureError, ApiError) as e:
+        except (SignatureError, ApiError, LogsError) as e:
             self._send(e.status, _error(e.code, e.message), request_id)
         except Exception as e:
             log.exception("%s failed", target)
