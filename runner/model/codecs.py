@@ -47,29 +47,37 @@ def _as_bytes(data: str | bytes) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
-def _plain_numeric_csv(data: bytes, *, blank_lines: bool) -> np.ndarray | None:
+def _plain_numeric_csv(data: bytes, *, blank_lines: bool, infer: bool = False) -> np.ndarray | None:
     """The body as a 2-D float64 array when every cell is a number pyarrow reads exactly as Python's
     ``float`` does; ``None`` when the toolkit's parser must decide (comments, quotes, blanks, NaN
-    spellings, a BOM, a bare CR, ragged rows, ...)."""
+    spellings, a BOM, a bare CR, ragged rows, ...). ``infer``: the type ``genfromtxt(dtype=None)``
+    gives, int64 when every cell is an integer, float64 when none of the columns is integer-only;
+    ``None`` for a mix (genfromtxt makes a structured array of it)."""
     if not data or data.startswith(_BOM) or b"#" in data or b'"' in data:
         return None
+    if infer and b"+" in data:
+        return None  # pyarrow reads "+5" as a double; genfromtxt's int() takes it as an integer
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None  # pyarrow ends a line at a bare CR; genfromtxt and csv.reader do not
     if not blank_lines and (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
         return None  # csv.reader yields an empty row for a blank line; pyarrow skips it
     first = data.split(b"\n", 1)[0]
     names = [f"f{i}" for i in range(first.count(b",") + 1)]
+    types = None if infer else dict.fromkeys(names, pa.float64())
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(column_names=names),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64())),
+            convert_options=pacsv.ConvertOptions(column_types=types),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if any(column.null_count for column in table.columns):
         return None  # an empty cell or a NaN spelling: genfromtxt/astype know their own rules
-    out = np.empty((table.num_rows, len(names)), dtype=np.float64)
+    kinds = {column.type for column in table.columns}
+    if kinds not in ({pa.float64()}, {pa.int64()}):
+        return None  # text, another type, or int and float columns mixed: genfromtxt decides
+    out = np.empty((table.num_rows, len(names)), dtype=np.dtype(kinds.pop().to_pandas_dtype()))
     for i, column in enumerate(table.columns):
         start = 0
         for chunk in column.chunks:
@@ -79,7 +87,7 @@ def _plain_numeric_csv(data: bytes, *, blank_lines: bool) -> np.ndarray | None:
 
 
 def float_values(array: pa.Array) -> np.ndarray:
-    """A null-free float array's values, zero-copy. Not ``Array.to_numpy``: its first call imports
+    """A null-free numeric array's values, zero-copy. Not ``Array.to_numpy``: its first call imports
     pandas where it is installed, ~0.5 CPU-s in every model worker."""
     dtype = np.dtype(array.type.to_pandas_dtype())
     return np.frombuffer(
@@ -95,17 +103,16 @@ def decode_json(data: str | bytes) -> np.ndarray:
 
 
 def decode_csv(data: str | bytes) -> np.ndarray:
-    """``np.genfromtxt(StringIO(s), delimiter=",")``: float64, blank cells NaN, squeezed.
-
-    The toolkit itself passes ``dtype=None`` (integer columns stay int64); the runner's contract
-    (docs/contract.md §5.2, §8) fixes float64, which is what the scikit-learn image produces too."""
-    fast = _plain_numeric_csv(_as_bytes(data), blank_lines=True)
+    """The toolkit's ``decoder._csv_to_numpy``: ``np.genfromtxt(StringIO(s), dtype=None,
+    delimiter=",")``, squeezed. Each column's type is inferred, so integer-only CSV decodes to int64
+    (``1,2,3`` sums to ``6``), float columns to float64, and a mix to a structured array."""
+    fast = _plain_numeric_csv(_as_bytes(data), blank_lines=True, infer=True)
     if fast is not None:
         return np.squeeze(fast)
     text = data if isinstance(data, str) else bytes(data).decode("utf-8")
     if not text.strip():
         return np.array([], dtype=np.float64)  # what genfromtxt returns, without its warning
-    return np.genfromtxt(io.StringIO(text), delimiter=",")
+    return np.genfromtxt(io.StringIO(text), dtype=None, delimiter=",")
 
 
 def decode_csv_rows(data: str | bytes) -> np.ndarray:

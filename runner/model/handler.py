@@ -149,6 +149,23 @@ def _response_bytes(hook: str, value: Any) -> bytes:
         ) from e
 
 
+def _is_http_response(value: Any) -> bool:
+    """A Flask/werkzeug ``Response`` (duck-typed: the runner does not need Flask to recognise one)."""
+    return callable(getattr(value, "get_data", None)) and isinstance(getattr(value, "status_code", None), int)
+
+
+def _http_response_body(hook: str, response: Any) -> tuple[bytes, str]:
+    """What the scikit-learn and XGBoost images' Flask server sends for a ``Response`` a hook returns
+    (sagemaker-containers hands it back as the HTTP answer): its body and content type, or, for an
+    error status, the failed invocation that SageMaker reports."""
+    body = bytes(response.get_data())
+    status = response.status_code
+    if not 200 <= status < 300:
+        text = body[:512].decode("utf-8", errors="replace")
+        raise HandlerError(f"{hook} returned an HTTP {status} response: {text}", hook=hook)
+    return body, str(response.content_type or response.mimetype or "")
+
+
 # ---- loading the user module --------------------------------------------------------------------
 
 
@@ -351,6 +368,8 @@ class Handler:
             prediction = self._hooks["predict_fn"](context, decoded, self._model)
             result = self._hooks["output_fn"](context, prediction, accept)
         response_type: Any = accept
+        if not toolkit and _is_http_response(result):
+            return _http_response_body(last, result)
         if isinstance(result, tuple):  # (data, content_type) sets the response content type
             if len(result) < 2:
                 raise HandlerContractError(

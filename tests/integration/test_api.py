@@ -335,7 +335,7 @@ def test_serve_keeps_a_models_workers_warm_for_its_next_job(
     assert not any(w.get("warm") for w in first_workers)
     assert second_workers and all(w["warm"] for w in second_workers)
     assert [w["pid"] for w in second_workers] == [w["pid"] for w in first_workers]
-    assert bucket.get(f"{names[1]}/a.csv.out") == bucket.get(f"{names[0]}/a.csv.out") == b"6.0\n"
+    assert bucket.get(f"{names[1]}/a.csv.out") == bucket.get(f"{names[0]}/a.csv.out") == b"6\n"
 
 
 def test_stop_slow_job_leaves_no_output(sm: Any, server: Server, bucket: Bucket, tmp_path: Path) -> None:

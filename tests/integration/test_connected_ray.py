@@ -63,4 +63,4 @@ def test_a_joined_cluster_is_not_scaled_down(two_cpus: ClusterInfo, bucket: Buck
     assert code == 0, output
     assert record.status is TransformJobStatus.COMPLETED
     assert f"Ray: joined the cluster at {two_cpus.address}" in output
-    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n7\n"

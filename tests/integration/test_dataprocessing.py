@@ -58,7 +58,7 @@ def test_contract_example_3_csv_filter_join_output_filter(
     )
     record = run(request, sum_model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    assert bucket.get("out/ids.csv.out") == b"id1,6.0\nid2,15.0\n"
+    assert bucket.get("out/ids.csv.out") == b"id1,6\nid2,15\n"
     d = record.describe()
     assert d["DataProcessing"] == request["DataProcessing"]
     # One request of the filtered records (b"1,2,3\n4,5,6\n", 12 bytes), not the 20 input bytes.
@@ -115,8 +115,8 @@ def test_payload_limit_counts_filtered_bytes_and_many_payloads_join_in_order(
     )
     record = run(request, sum_model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    assert bucket.get("out/wide.csv.out") == b"1.0\n2.0\n3.0\n"
-    assert bucket.get("out/many.csv.out") == b"".join(f"{2.0 * i}\n".encode() for i in range(400))
+    assert bucket.get("out/wide.csv.out") == b"1\n2\n3\n"
+    assert bucket.get("out/many.csv.out") == b"".join(f"{2 * i}\n".encode() for i in range(400))
 
 
 def test_index_outside_the_row_and_a_result_count_mismatch_fail_their_object_only(

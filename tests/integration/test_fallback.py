@@ -144,7 +144,7 @@ def plain_output(inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> di
         env.setenv("BATCH_TRANSFORM_HOME", str(tmp / "home"))
         assert main(argv) == 0
     output = inputs.outputs("plain/")
-    assert sorted(output) == ["a.csv.out", "nested/b.csv.out"] and output["a.csv.out"] == b"6.0\n15.0\n"
+    assert sorted(output) == ["a.csv.out", "nested/b.csv.out"] and output["a.csv.out"] == b"6\n15\n"
     return output
 
 

@@ -129,4 +129,4 @@ def test_a_node_that_joins_during_the_wait_runs_the_job(
     record = store.get_job("grows")
     assert record.status is TransformJobStatus.COMPLETED
     assert record.counters is not None and record.counters.waiting_for_nodes is None
-    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n7\n"

@@ -41,7 +41,7 @@ def test_contract_example_1_csv_multirecord_line(
     bucket.put("in/a.csv", b"1,2,3\n4,5,6\n7,8,9\n")
     record = run(job_request("ex1", bucket.name, BatchStrategy="MultiRecord"), sum_model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    assert bucket.get("out/a.csv.out") == b"6.0\n15.0\n24.0\n"
+    assert bucket.get("out/a.csv.out") == b"6\n15\n24\n"
     d = record.describe()
     assert d["TransformJobStatus"] == "Completed"
     assert (
@@ -53,7 +53,7 @@ def test_contract_example_1_csv_multirecord_line(
 
 @pytest.mark.parametrize(
     ("assemble_with", "expected"),
-    [("None", b"[6.0][15.0][24.0]"), ("Line", b"[6.0]\n[15.0]\n[24.0]\n")],
+    [("None", b"[6][15][24]"), ("Line", b"[6]\n[15]\n[24]\n")],
 )
 def test_contract_example_2_single_record_json(
     bucket: Bucket, sum_model: dict[str, Any], home: Path, assemble_with: str, expected: bytes
@@ -115,9 +115,9 @@ def test_nested_keys_partial_prefix_and_gzip(bucket: Bucket, sum_model: dict[str
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     # docs/contract.md §6.1: keys continuing "in/data/" lose it; "in/data1.csv" is named relative to "in/".
     assert sorted(bucket.keys("out/")) == ["out/c.csv.gz.out", "out/data1.csv.out", "out/x/b.csv.out"]
-    assert bucket.get("out/c.csv.gz.out") == b"6.0\n8.0\n"
-    assert bucket.get("out/x/b.csv.out") == b"4.0\n"
-    assert bucket.get("out/data1.csv.out") == b"2.0\n"
+    assert bucket.get("out/c.csv.gz.out") == b"6\n8\n"
+    assert bucket.get("out/x/b.csv.out") == b"4\n"
+    assert bucket.get("out/data1.csv.out") == b"2\n"
 
 
 @pytest.mark.slow  # 1,500 objects: half a minute of the default suite's budget
@@ -172,7 +172,7 @@ def test_hook_error_names_hook_and_object(bucket: Bucket, tmp_path: Path, home: 
     assert "predict_fn" in reason and f"{bucket.name}/in/bad.csv" in reason
     assert "negative input is not allowed" in reason and "payload 0" in reason
     assert bucket.keys("out/") == ["out/good.csv.out"]
-    assert bucket.get("out/good.csv.out") == b"3.0\n"
+    assert bucket.get("out/good.csv.out") == b"3\n"
 
 
 ENV_MODEL = """
@@ -254,7 +254,7 @@ def test_model_tarball_from_s3(bucket: Bucket, tmp_path: Path, home: Path) -> No
     model = model_request("sum", f"s3://{bucket.name}/models/sum/model.tar.gz")
     record = run(job_request("tarball", bucket.name), model, home)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    assert bucket.get("out/a.csv.out") == b"3.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n"
 
 
 FAILING_LOAD = """
@@ -298,7 +298,7 @@ def test_instance_bigger_than_the_machine_is_scaled_down_on_local_ray(
     record = run_job(request, RunnerConfig(home=home), model_request=sum_model, on_note=notes.append)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert any("ml.m5.24xlarge has 96 vCPUs" in n and "runs on 2 CPUs" in n for n in notes)
-    assert bucket.get("out/a.csv.out") == b"3.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n"
 
 
 PID_MODEL = """
@@ -370,7 +370,7 @@ def test_execution_parameters_fn_fills_what_the_request_left_out(
     assert {k: d[k] for k in resolved} == resolved
     assert d["x-runner"]["payloads"] == (3 if resolved["BatchStrategy"] == "SingleRecord" else 1)
     assert len(d["x-runner"]["workers"]) == resolved["MaxConcurrentTransforms"]
-    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n11.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n7\n11\n"
 
 
 def test_single_payload_objects_use_every_worker_of_an_instance(

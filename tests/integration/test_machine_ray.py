@@ -53,7 +53,7 @@ def test_ray_up_is_joined_by_each_run_and_down_stops_it(bucket: Bucket, tmp_path
                 "(batch-transform ray up); instances larger than this machine are scaled down" in done.output
             )
             assert "ml.m5.xlarge has 4 vCPUs; this machine has 2 CPUs" in done.output
-            assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
+            assert bucket.get("out/a.csv.out") == b"3\n7\n"
         finally:
             down = cli(home, env, "ray", "down")
         assert down.returncode == 0 and down.stdout.startswith("Ray at 127.0.0.1:"), down.stdout + down.stderr

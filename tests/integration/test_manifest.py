@@ -49,8 +49,8 @@ def test_manifest_entries_nested_and_under_another_prefix(
     record = run_job(manifest_request("manifest", bucket), RunnerConfig(home=home), model_request=sum_model)
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
     assert sorted(bucket.keys("out/")) == ["out/a.csv.out", "out/x/y/b.csv.out"]
-    assert bucket.get("out/a.csv.out") == b"3.0\n"
-    assert bucket.get("out/x/y/b.csv.out") == b"7.0\n11.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n"
+    assert bucket.get("out/x/y/b.csv.out") == b"7\n11\n"
     d = record.describe()
     assert d["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
     assert d["x-runner"]["objects_total"] == 2
@@ -68,7 +68,7 @@ def test_missing_entry_object_fails_that_object_only(
     assert record.failure_reason.startswith("ClientError: ")
     assert f"{bucket.name}/in/gone.csv" in record.failure_reason
     assert bucket.keys("out/") == ["out/a.csv.out"]
-    assert bucket.get("out/a.csv.out") == b"3.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n"
     assert bucket.open_uploads() == []
 
 

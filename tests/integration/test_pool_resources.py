@@ -57,8 +57,8 @@ def test_workers_are_placed_on_the_node_of_the_jobs_type(
     home = tmp_path / "home"
     done = run_cli(request, model, tmp_path, home, cluster)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert bucket.get("out/a.csv.out") == b"6.0\n15.0\n"
-    assert bucket.get("out/b.csv.out") == b"15.0\n"
+    assert bucket.get("out/a.csv.out") == b"6\n15\n"
+    assert bucket.get("out/b.csv.out") == b"15\n"
     record = JobStore(RunnerConfig(home=home).store_path).get_job("placed-by-label")
     assert record.status is TransformJobStatus.COMPLETED
     workers = record.describe()["x-runner"]["workers"]

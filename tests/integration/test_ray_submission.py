@@ -76,8 +76,8 @@ def one_job(bucket: Bucket, tmp_path: Path, name: str) -> tuple[dict[str, Any], 
 
 def assert_completed(done: CliRun, bucket: Bucket) -> None:
     assert done.returncode == 0, done.output
-    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
-    assert bucket.get("out/b.csv.out") == b"60.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n7\n"
+    assert bucket.get("out/b.csv.out") == b"60\n"
 
 
 def record_of(home: Path, name: str) -> Any:
@@ -145,7 +145,7 @@ def test_ray_job_submit_runs_the_cli_on_the_cluster(
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Transform job ray-job-submit: Completed" in done.stdout
-    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n7\n"
 
 
 def test_driver_keys_travel_only_when_asked(cluster: StartedCluster, bucket: Bucket, tmp_path: Path) -> None:
@@ -281,5 +281,5 @@ def test_serve_joined_to_the_cluster_runs_jobs_with_the_nodes_credentials(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"
+    assert bucket.get("out/a.csv.out") == b"3\n7\n"
     assert "serve-client-secret" not in log.read_text()

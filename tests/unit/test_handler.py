@@ -47,16 +47,17 @@ def loaded(
 
 
 def test_example_1_csv_multirecord(tmp_path: Path) -> None:
+    # The toolkit decodes CSV with genfromtxt(dtype=None): integer-only rows stay int64.
     handler = loaded(tmp_path, SUM_MODEL, environ={})
     assert handler.family == "base"
     assert handler.transform(b"1,2,3\n4,5,6\n7,8,9\n", "text/csv", "text/csv") == (
-        b"6.0\n15.0\n24.0\n",
+        b"6\n15\n24\n",
         "text/csv",
     )
 
 
 @pytest.mark.parametrize(
-    ("record", "expected"), [(b"1,2,3\n", b"[6.0]"), (b"4,5,6\n", b"[15.0]"), (b"7,8,9\n", b"[24.0]")]
+    ("record", "expected"), [(b"1,2,3\n", b"[6]"), (b"4,5,6\n", b"[15]"), (b"7,8,9\n", b"[24]")]
 )
 def test_example_2_single_record_json(tmp_path: Path, record: bytes, expected: bytes) -> None:
     handler = loaded(tmp_path, SUM_MODEL, image="batch-transform/test:latest", environ={})
@@ -251,8 +252,8 @@ def test_transform_loads_the_model_when_not_yet_loaded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({}, (b"[3.0]", "application/json")),
-        ({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}, (b"3.0\n", "text/csv")),
+        ({}, (b"[3]", "application/json")),
+        ({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}, (b"3\n", "text/csv")),
     ],
 )
 def test_missing_or_any_accept_uses_the_default(
@@ -265,7 +266,7 @@ def test_missing_or_any_accept_uses_the_default(
 def test_accept_list_first_supported_type_wins(tmp_path: Path) -> None:
     handler = loaded(tmp_path, SUM_MODEL, environ={})
     assert handler.transform(b"1,2\n", "text/csv", "text/plain, text/csv,application/json") == (
-        b"3.0\n",
+        b"3\n",
         "text/csv",
     )
 
@@ -276,7 +277,7 @@ def test_output_fn_tuple_sets_content_type_and_str_is_utf8(tmp_path: Path) -> No
         + "\ndef output_fn(prediction, accept):\n    return 'Σ=' + str(prediction[0]), 'text/x-sum'\n"
     )
     handler = loaded(tmp_path, code, environ={})
-    assert handler.transform(b"1,2\n", "text/csv", "text/csv") == ("Σ=3.0".encode(), "text/x-sum")
+    assert handler.transform(b"1,2\n", "text/csv", "text/csv") == ("Σ=3".encode(), "text/x-sum")
 
 
 def test_str_result_without_content_type_gets_the_accept(tmp_path: Path) -> None:
@@ -450,6 +451,50 @@ def test_sklearn_hooks_get_no_context(tmp_path: Path) -> None:
     assert handler.transform(b"1,2\n", "text/csv", "text/csv")[0] == b"30.0"
 
 
+# A scikit-learn featurizer's output_fn, in the form of public examples (flask's Response with a
+# mimetype; a 415 Response for an Accept it cannot produce). The scikit-learn image's Flask server
+# (sagemaker-containers' transformer) hands such a Response back as the HTTP answer.
+RESPONSE_MODEL = """
+from flask import Response
+import werkzeug
+
+def output_fn(prediction, accept):
+    if accept == "text/csv":
+        return Response("\\n".join(str(v) for v in prediction) + "\\n", mimetype="text/csv")
+    if accept == "application/x-plain":
+        return werkzeug.wrappers.Response(b"raw", content_type="application/x-plain; charset=utf-8")
+    return Response(response="Accept {} is not supported".format(accept), status=415, mimetype="text/plain")
+"""
+
+
+def test_sklearn_output_fn_may_return_a_flask_response(tmp_path: Path) -> None:
+    pytest.importorskip("flask")
+    handler = loaded(tmp_path, SKLEARN_MODEL + RESPONSE_MODEL, image=SKLEARN_IMAGE, environ={})
+    # Flask adds the charset to a text mimetype, as the container's Content-Type carries it.
+    assert handler.transform(b"0.5,0.5\n1,2\n", "text/csv", "text/csv") == (
+        b"1.0\n3.0\n",
+        "text/csv; charset=utf-8",
+    )
+    assert handler.transform(b"1,2\n", "text/csv", "application/x-plain") == (
+        b"raw",
+        "application/x-plain; charset=utf-8",
+    )
+    with pytest.raises(
+        HandlerError, match="output_fn returned an HTTP 415 response: Accept application/json"
+    ):
+        handler.transform(b"1,2\n", "text/csv", "application/json")
+
+
+def test_toolkit_output_fn_returning_a_response_is_not_a_body(tmp_path: Path) -> None:
+    # The PyTorch/MXNet model server has no Flask: a Response is an unsupported output there too.
+    pytest.importorskip("flask")
+    handler = loaded(tmp_path, SUM_MODEL + RESPONSE_MODEL, environ={})
+    with pytest.raises(
+        HandlerContractError, match="output_fn returned Response, which is not a response body"
+    ):
+        handler.transform(b"1,2\n", "text/csv", "text/csv")
+
+
 def test_tensorflow_serving_images_are_refused(tmp_path: Path) -> None:
     image = "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu"
     with pytest.raises(HandlerContractError, match="TensorFlow Serving"):
@@ -477,6 +522,10 @@ CSV_CASES = [
     "1,,3\n4,5,6\n",  # blank cell -> nan
     "1,2,\n",
     "nan,inf,-inf\n",
+    "+5,+3\n",  # integers with a sign: int64, as genfromtxt's int() reads them
+    "007,-0\n",
+    "1,2.5\n3,4.5\n",  # an int and a float column: a structured array
+    "99999999999999999999,1\n",
     "NA,1\n",
     "a,1\nb,2\n",
     '"1",2\n',
@@ -495,11 +544,21 @@ CSV_CASES = [
 
 @pytest.mark.parametrize("text", CSV_CASES)
 def test_csv_decode_equals_genfromtxt(text: str) -> None:
-    expected = np.genfromtxt(io.StringIO(text), delimiter=",")
+    # The toolkit's decoder._csv_to_numpy: dtype=None, so each column's type is inferred.
+    expected = np.genfromtxt(io.StringIO(text), dtype=None, delimiter=",")
     actual = codecs.decode_csv(text)
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    if expected.dtype.names:  # a structured array (mixed columns)
+        assert repr(actual.tolist()) == repr(expected.tolist())
+        return
     np.testing.assert_array_equal(actual, expected)
-    assert np.array_equal(np.signbit(actual), np.signbit(expected))
+    if expected.dtype.kind == "f":
+        assert np.array_equal(np.signbit(actual), np.signbit(expected))
+
+
+def test_csv_decode_of_integers_is_int64(tmp_path: Path) -> None:
+    assert codecs.decode_csv("1,2,3\n4,5,6\n").dtype == np.int64
+    assert codecs.decode_csv("1.0,2,3\n").dtype.names  # a float column among ints: structured
 
 
 def test_csv_decode_ragged_rows_fail_like_genfromtxt() -> None:
@@ -521,7 +580,8 @@ def test_csv_decode_random_numbers_equal_genfromtxt() -> None:
     text = "\n".join(
         ",".join(repr(float(v)) if i % 3 else f"{v:.6g}" for i, v in enumerate(row)) for row in values
     )
-    np.testing.assert_array_equal(codecs.decode_csv(text), np.genfromtxt(io.StringIO(text), delimiter=","))
+    expected = np.genfromtxt(io.StringIO(text), dtype=None, delimiter=",")
+    np.testing.assert_array_equal(codecs.decode_csv(text), expected)
 
 
 @pytest.mark.parametrize(
