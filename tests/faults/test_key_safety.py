@@ -40,7 +40,7 @@ UNICODE = "ünï/☃ 雪 [x] (1) #&=+.csv"
 
 def sums(body: bytes) -> bytes:
     return b"".join(
-        f"{float(sum(int(x) for x in line.split(b',')))}\n".encode() for line in body.splitlines()
+        f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines()
     )
 
 

@@ -42,7 +42,8 @@ def inputs() -> dict[str, tuple[bytes, bytes]]:
         rows = rng.integers(0, 1000, size=(ROWS, 4))
         text = io.StringIO()
         np.savetxt(text, rows, fmt="%d", delimiter=",")
-        expected = "".join(f"{float(s)}\n" for s in rows.sum(axis=1).tolist())
+        # Integer CSV decodes to int64, as with the toolkit's genfromtxt(dtype=None), so sums print as ints.
+        expected = "".join(f"{s}\n" for s in rows.sum(axis=1).tolist())
         out[f"in/obj-{i}.csv"] = (text.getvalue().encode(), expected.encode())
     return out
 

@@ -71,4 +71,4 @@ def test_a_plain_pip_install_runs_a_job(bucket: Bucket, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout)["TransformJobStatus"] == "Completed"
-    assert bucket.get("out/a.csv.out") == b"3\n7\n"
+    assert bucket.get("out/a.csv.out") == b"3.0\n7.0\n"

@@ -101,8 +101,8 @@ def test_a_plain_install_runs_a_job_against_s3(bucket: Bucket, tmp_path: Path) -
     described = json.loads(proc.stdout)
     assert described["TransformJobStatus"] == "Completed"
     assert described["x-runner"]["records"] == 3
-    assert bucket.get("out/a.csv.out") == b"6\n15\n"
-    assert bucket.get("out/deep/b.csv.out") == b"30\n"
+    assert bucket.get("out/a.csv.out") == b"6.0\n15.0\n"
+    assert bucket.get("out/deep/b.csv.out") == b"30.0\n"
 
 
 @pytest.mark.slow  # a second job in a process of its own; tests/unit/test_extras.py covers the message
