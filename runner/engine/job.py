@@ -17,7 +17,7 @@ import ray
 
 from runner.config import ModelRuntime, RunnerConfig
 from runner.contract.instances import instance_spec
-from runner.contract.parameters import Resolved, resolve
+from runner.contract.parameters import Resolved, model_parameters, resolve
 from runner.contract.spec import (
     TransformJobSpec,
     parse_transform_job,
@@ -423,6 +423,7 @@ class StartedWorkers:
 
     pool: WorkerPool
     resolved: Resolved
+    parameters_ignored: tuple[str, ...]  # members of the model's execution parameters left out
     runtime: RuntimeSettings
     warm: bool  # workers may be kept for the next job (RunnerConfig.warm_pool_s)
     key: PoolKey
@@ -497,6 +498,7 @@ def _execute(
         counters_of(job, results, reads=reads),
         workers=tuple(worker_stats),
         model_runtime=_runtime_of(workers.pool),
+        execution_parameters_ignored=workers.parameters_ignored or None,
     )
     return record_outcome(job, store, results, counters, stopped, joblog)
 
@@ -571,7 +573,10 @@ def start_workers(
             )
             if warm:
                 WARM_POOLS.remember_parameters(probe_key, params)
-    resolved = resolve(spec, params)
+    answer = model_parameters(params)
+    for ignored in answer.ignored:
+        on_note(f"the model's execution parameters: ignored {ignored}, as SageMaker ignores it")
+    resolved = resolve(spec, answer.values)
     runtime = replace(setup.runtime, chunked=resolved.max_payload_mb == 0)
     resources = spec.transform_resources
     sizing = size_instances(
@@ -608,7 +613,7 @@ def start_workers(
         info = pool.infos[0]
         server = f"; {info.server} server, logs in {config.job_log_dir(spec.name)}" if info.server else ""
         on_note(f"model runtime: {info.runtime} ({info.runtime_reason}){server}")
-    return StartedWorkers(pool, resolved, runtime, warm, key)
+    return StartedWorkers(pool, resolved, answer.ignored, runtime, warm, key)
 
 
 AUTOSCALER_WAIT_S = 600.0  # default wait for an autoscaler's nodes: cloud machines take minutes

@@ -127,6 +127,8 @@ class JobCounters:
     feeder_s: Mapping[str, float] | None = None  # the object tasks' time, by step, summed
     workers: tuple[WorkerInfo, ...] | None = None  # set when the job ends
     model_runtime: str | None = None  # set when the job ends: "hooks" or "container"
+    # Set when the job ends: members of the model's execution parameters that were ignored, and why.
+    execution_parameters_ignored: tuple[str, ...] | None = None
     waiting_for_nodes: str | None = None  # while the instances wait for a cluster to grow: for what
     # Who reads the payloads' bytes: "ranged: ..." (the workers) or "streamed: <why>" (the object task),
     # and how many objects were ranged.
@@ -139,6 +141,8 @@ class JobCounters:
         out.pop("extra", None)
         if self.workers is not None:
             out["workers"] = [w.to_json() for w in self.workers]
+        if self.execution_parameters_ignored is not None:
+            out["execution_parameters_ignored"] = list(self.execution_parameters_ignored)
         for key in ("objects_by_node", "feeder_s"):
             if key in out:
                 out[key] = dict(out[key])
@@ -150,5 +154,7 @@ class JobCounters:
         known.pop("extra", None)
         if "workers" in known:
             known["workers"] = tuple(WorkerInfo.from_json(w) for w in known["workers"])
+        if "execution_parameters_ignored" in known:
+            known["execution_parameters_ignored"] = tuple(known["execution_parameters_ignored"])
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**known, extra=extra)

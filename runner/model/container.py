@@ -17,19 +17,19 @@ Each model worker starts its own model server and talks to it over HTTP on 127.0
 
 The server's stdout and stderr go to ``<home>/logs/<job>/<worker>.log``; its last lines are in every
 error message about it. Health: ``GET /ping`` (2 s per attempt, at most every 1 s) until 200, for
-``container_startup_timeout_s``. ``GET /execution-parameters`` is read once (5 s): a non-200 answer,
-a timeout or no server answer means "none"; a 200 whose body is not a JSON object of valid values
-is a ``ContainerError`` (the server claims to answer, so a typo must not silently run with other
-settings). ``POST /invocations`` per payload with ``InvocationsTimeoutInSeconds`` and
-``InvocationsMaxRetries``: connection errors, timeouts and 5xx are retried, other statuses fail at
-once; a server that died is restarted (at most ``MAX_RESTARTS`` times per worker) before the retry,
-so a payload is answered exactly once. ``MaxPayloadInMB = 0`` sends bodies with chunked transfer
-encoding.
+``container_startup_timeout_s``. ``GET /execution-parameters`` is read once (5 s): a non-200 answer, a
+timeout or no server answer means "none"; of a 200 answer, what SageMaker could not use is ignored, as
+SageMaker ignores it, and said so in the job's notes (runner/contract/parameters.py). ``POST
+/invocations`` per payload with ``InvocationsTimeoutInSeconds`` and ``InvocationsMaxRetries``:
+connection errors, timeouts and 5xx are retried, other statuses fail at once; a server that died is
+restarted (at most ``MAX_RESTARTS`` times per worker) before the retry, so a payload is answered exactly
+once. ``MaxPayloadInMB = 0`` sends bodies with chunked transfer encoding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -50,7 +50,6 @@ from runner.model.serving import (
     docker_argv,
     docker_unavailable,
     free_port,
-    parse_execution_parameters,
     serve_argv,
 )
 
@@ -236,8 +235,10 @@ class ModelServer:
             "GET", path, retries=False, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s)
         )
 
-    def execution_parameters(self) -> dict[str, Any] | None:
-        """``GET /execution-parameters``: None when the server has none (non-200, timeout, no answer)."""
+    def execution_parameters(self) -> Any:
+        """``GET /execution-parameters``: None when the server has none (non-200, timeout, no answer);
+        else the decoded JSON, or the raw body when it is not JSON (what of it is usable, and what is
+        ignored, is runner/contract/parameters.py's to say)."""
         try:
             r = self._get("/execution-parameters", EXECUTION_PARAMETERS_TIMEOUT_S)
         except urllib3.exceptions.HTTPError as e:
@@ -246,8 +247,11 @@ class ModelServer:
         if r.status != 200:
             self._note(f"GET /execution-parameters: status {r.status}; using the defaults")
             return None
-        params = parse_execution_parameters(r.data)
-        self._note(f"GET /execution-parameters: {params}")
+        try:
+            params = json.loads(r.data)
+        except (ValueError, UnicodeDecodeError):
+            params = bytes(r.data)
+        self._note(f"GET /execution-parameters: {params!r}")
         return params
 
     def invoke(self, data: bytes, name: str, index: int) -> bytes:

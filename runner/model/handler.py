@@ -92,11 +92,38 @@ def family_for_image(image: str | None) -> Family:
 
 # ---- calling hooks ------------------------------------------------------------------------------
 
+# Modules real scripts import that a job's environment may lack, and what the user can do about each.
+# sagemaker-containers was split into sagemaker-training and sagemaker-inference (the latter's README
+# calls itself "the serving subset of the SageMaker Containers library"); its last release is 2020's.
+FRAMEWORKS_HINT = "pip install 'batch-transform-runner[frameworks]' where the job runs"
+MISSING_MODULE_ADVICE = {
+    "sagemaker_containers": (
+        "sagemaker_containers (sagemaker-containers) is retired and not installed here; its serving "
+        "part lives on as sagemaker_inference. Change the script's `from sagemaker_containers.beta."
+        "framework import encoders` to `from sagemaker_inference import encoder, decoder` "
+        "(encoders.encode -> encoder.encode, encoders.decode -> decoder.decode), and a returned "
+        "worker.Response(body, mimetype=accept) to the tuple (body, accept) or a flask.Response; "
+        f"sagemaker_inference comes with {FRAMEWORKS_HINT}"
+    ),
+    "sagemaker_inference": f"sagemaker_inference (sagemaker-inference) comes with {FRAMEWORKS_HINT}, "
+    "or list sagemaker-inference in the model's code/requirements.txt",
+    "flask": f"flask comes with {FRAMEWORKS_HINT}, or list flask in the model's code/requirements.txt",
+}
+
+
+def _advice(error: BaseException) -> str:
+    """What to change, for an import of a module the SageMaker images have and this environment lacks."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        advice = MISSING_MODULE_ADVICE.get(error.name.split(".")[0])
+        if advice:
+            return f". {advice}"
+    return ""
+
 
 def _wrap(hook: str, error: BaseException) -> HandlerError:
     kind = type(error) if isinstance(error, HandlerError) else HandlerError
     return kind(
-        f"{hook} raised {type(error).__name__}: {str(error).strip()}",
+        f"{hook} raised {type(error).__name__}: {str(error).strip()}{_advice(error)}",
         hook=hook,
         traceback_text="".join(traceback.format_exception(error)),
     )
@@ -211,7 +238,7 @@ def _import(path: Path, code_dir: Path) -> ModuleType:
     except Exception as e:
         sys.modules.pop(unique, None)
         raise HandlerError(
-            f"import of {path} raised {type(e).__name__}: {e}",
+            f"import of {path} raised {type(e).__name__}: {e}{_advice(e)}",
             hook="import",
             traceback_text="".join(traceback.format_exception(e)),
         ) from e
@@ -378,26 +405,31 @@ class Handler:
             result, response_type = result[0], result[1]
         return _response_bytes(last, result), str(response_type)
 
-    def execution_parameters(self) -> dict[str, Any] | None:
-        """The user's ``execution_parameters_fn()`` as a dict; ``None`` when there is none or it fails
-        or answers something that is not a JSON object (a failing /execution-parameters is ignored)."""
+    def execution_parameters(self) -> Any:
+        """What the user's ``execution_parameters_fn()`` answers, as decoded JSON (the raw text when it
+        is not JSON); ``None`` when there is none, it raises, or it answers a status other than 200 (a
+        failing /execution-parameters is ignored). What of it is usable is for
+        runner/contract/parameters.py to say."""
         fn = self._execution_parameters_fn
         if fn is None:
             return None
         try:
             result = fn()
-            if isinstance(result, tuple):  # a Flask view's (body, status)
-                result = result[0]
-            if hasattr(result, "get_data"):  # a Flask/werkzeug Response, as sklearn scripts return
-                result = result.get_data()
-            if isinstance(result, (str, bytes, bytearray)):
-                result = json.loads(result)
         except Exception as e:
             logger.warning("execution_parameters_fn raised %s: %s; using the defaults", type(e).__name__, e)
             return None
-        if not isinstance(result, dict):
-            logger.warning(
-                "execution_parameters_fn answered %r, not a JSON object; using the defaults", result
-            )
+        status = 200
+        if isinstance(result, tuple) and len(result) >= 2:  # a Flask view's (body, status)
+            result, status = result[0], result[1]
+        if _is_http_response(result):  # a Flask/werkzeug Response, as sklearn scripts return
+            status = getattr(result, "status_code", 200)
+            result = result.get_data()
+        if status != 200:
+            logger.warning("execution_parameters_fn answered status %s; using the defaults", status)
             return None
+        if isinstance(result, (str, bytes, bytearray)):
+            try:
+                return json.loads(result)
+            except (ValueError, UnicodeDecodeError):
+                return result
         return result

@@ -1,13 +1,11 @@
-"""How a worker's model server is launched, and what its ``/execution-parameters`` answer means
-(runner/model/container.py runs it): the process-mode command, ``docker run`` for Docker mode and whether
-Docker can run an image here, a free port, and the strict reading of a 200 answer.
+"""How a worker's model server is launched (runner/model/container.py runs it): the process-mode
+command, ``docker run`` for Docker mode and whether Docker can run an image here, a free port.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import shlex
 import shutil
@@ -15,21 +13,13 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
 
-from runner.errors import ContainerError, WorkerStartupError
+from runner.errors import WorkerStartupError
 
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 CONTAINER_PORT = 8080
 DOCKER_CHECK_TIMEOUT_S = 10.0
 BODY_PREVIEW_CHARS = 300
-BATCH_STRATEGIES = {
-    "MULTI_RECORD": "MultiRecord",
-    "SINGLE_RECORD": "SingleRecord",
-    "MultiRecord": "MultiRecord",
-    "SingleRecord": "SingleRecord",
-}
-
 
 # ---- what to run ---------------------------------------------------------------------------------
 
@@ -115,40 +105,3 @@ def _die_with_parent() -> None:
     server behind; a Docker CLI passes the signal on to its container."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# ---- execution parameters ----------------------------------------------------------------------
-
-
-def parse_execution_parameters(body: bytes) -> dict[str, Any]:
-    """A 200 answer of ``/execution-parameters``: a JSON object whose known keys have valid values
-    (unknown keys and nulls are left out); anything else is a ContainerError."""
-    where = "GET /execution-parameters answered 200"
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ContainerError(f"{where} with a body that is not JSON ({e}): {_preview(body)}") from None
-    if not isinstance(doc, dict):
-        raise ContainerError(f"{where} with {_preview(body)}; expected a JSON object")
-    out: dict[str, Any] = {}
-    for key, low, high in (("MaxConcurrentTransforms", 0, None), ("MaxPayloadInMB", 0, 100)):
-        value = doc.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
-            allowed = f"an integer {low}..{high}" if high else f"an integer >= {low}"
-            raise ContainerError(f"{where} with {key}={value!r}; expected {allowed}")
-        out[key] = value
-    strategy = doc.get("BatchStrategy")
-    if strategy is not None:
-        if strategy not in BATCH_STRATEGIES:
-            raise ContainerError(
-                f"{where} with BatchStrategy={strategy!r}; expected one of {', '.join(BATCH_STRATEGIES)}"
-            )
-        out["BatchStrategy"] = BATCH_STRATEGIES[strategy]
-    return out
-
-
-def _preview(body: bytes, limit: int = BODY_PREVIEW_CHARS) -> str:
-    text = body[: limit * 4].decode("utf-8", "replace")
-    return repr(text[:limit] + ("…" if len(text) > limit or len(body) > limit * 4 else ""))

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from runner.config import RunnerConfig
+from runner.contract.parameters import ModelParameters, model_parameters
 from runner.engine.job import run_job
-from runner.errors import ContainerError, WorkerStartupError
+from runner.errors import WorkerStartupError
 from runner.jobs.store import TransformJobStatus
 from runner.model.artifacts import ModelSpec
 from runner.model.runtime import choose_runtime
-from runner.model.serving import docker_argv, docker_unavailable, parse_execution_parameters, serve_argv
+from runner.model.serving import docker_argv, docker_unavailable, serve_argv
 
 from .conftest import Bucket, job_request, model_request, write_model
 
@@ -182,24 +183,35 @@ def test_execution_parameters_fill_what_the_request_left_out(
 
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize(
-    ("answer", "message"),
+    ("answer", "ignored"),
     [
-        ('{"MaxConcurrentTransforms": "two"}', "MaxConcurrentTransforms='two'; expected an integer >= 0"),
-        ('{"BatchStrategy": "Mini"}', "BatchStrategy='Mini'; expected one of MULTI_RECORD"),
-        ("not json", "with a body that is not JSON"),
+        (
+            '{"MaxConcurrentTransforms": "two", "MaxPayloadInMB": 1}',
+            ["MaxConcurrentTransforms='two' (allowed: an integer >= 0)"],
+        ),
+        ('{"BatchStrategy": "Mini"}', ["BatchStrategy='Mini' (allowed: MULTI_RECORD, SINGLE_RECORD, "]),
+        ("not json", ["the answer 'not json' is not a JSON object"]),
     ],
 )
-def test_invalid_execution_parameters_fail_the_job(
-    bucket: Bucket, home: Path, requests_log: Path, answer: str, message: str
+def test_unusable_execution_parameters_are_ignored_and_said(
+    bucket: Bucket, home: Path, requests_log: Path, answer: str, ignored: list[str]
 ) -> None:
-    bucket.put("in/a.csv", b"1\n")
+    """SageMaker ignores what it cannot use of a 200 /execution-parameters answer: the job runs with
+    the rest (here MaxPayloadInMB=1 of the first answer) and the defaults, and says what it ignored."""
+    bucket.put("in/a.csv", LINE * 3)
     model = echo_model(requests_log, ECHO_EXECUTION_PARAMETERS=answer)
-    record = run(echo_job("bad-params", bucket.name), model, home)
-    assert record.status is TransformJobStatus.FAILED
-    assert (
-        "GET /execution-parameters answered 200" in record.failure_reason and message in record.failure_reason
-    )
-    assert served(requests_log) == []
+    notes: list[str] = []
+    record = run(echo_job("bad-params", bucket.name), model, home, notes)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert bucket.get("out/a.csv.out") == LINE * 3
+    d = record.describe()
+    said = d["x-runner"]["execution_parameters_ignored"]
+    assert len(said) == len(ignored) and all(s.startswith(i) for s, i in zip(said, ignored, strict=True))
+    assert all(any(f"ignored {s}, as SageMaker ignores it" in n for n in notes) for s in said)
+    assert (d["MaxConcurrentTransforms"], d["BatchStrategy"]) == (1, "MultiRecord")
+    expected_mb = 1 if "MaxPayloadInMB" in answer else 6
+    assert d["MaxPayloadInMB"] == expected_mb
+    assert len(served(requests_log)) == (2 if expected_mb == 1 else 1)  # 1.2 MB: two payloads of 1 MB
 
 
 @pytest.mark.usefixtures("ray_local")
@@ -405,22 +417,32 @@ def test_docker_mode_runs_the_image(bucket: Bucket, home: Path, tmp_path: Path) 
     ],
 )
 def test_execution_parameters_accepted(body: bytes, expected: dict[str, Any]) -> None:
-    assert parse_execution_parameters(body) == expected
+    assert model_parameters(json.loads(body)) == ModelParameters(expected)
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("answer", "ignored"),
     [
-        b"[1]",
-        b'{"MaxPayloadInMB": 101}',
-        b'{"MaxConcurrentTransforms": true}',
-        b'{"MaxConcurrentTransforms": -1}',
-        b"\xff",
+        ([1], "the answer [1] is not a JSON object"),
+        (b"\xff", "the answer '\ufffd' is not a JSON object"),
+        (
+            {"MaxPayloadInMB": 101, "MaxConcurrentTransforms": 2},
+            "MaxPayloadInMB=101 (allowed: an integer 0..100)",
+        ),
+        ({"MaxConcurrentTransforms": True}, "MaxConcurrentTransforms=True (allowed: an integer >= 0)"),
+        ({"MaxConcurrentTransforms": -1}, "MaxConcurrentTransforms=-1 (allowed: an integer >= 0)"),
+        (
+            {"BatchStrategy": 3},
+            "BatchStrategy=3 (allowed: MULTI_RECORD, SINGLE_RECORD, MultiRecord, SingleRecord)",
+        ),
     ],
 )
-def test_execution_parameters_refused(body: bytes) -> None:
-    with pytest.raises(ContainerError, match="GET /execution-parameters answered 200"):
-        parse_execution_parameters(body)
+def test_unusable_execution_parameters_are_named(answer: Any, ignored: str) -> None:
+    got = model_parameters(answer)
+    assert got.ignored == (ignored,)
+    assert got.values == (
+        {"MaxConcurrentTransforms": 2} if isinstance(answer, dict) and "MaxPayloadInMB" in answer else {}
+    )
 
 
 @pytest.mark.parametrize(

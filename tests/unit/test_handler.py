@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import textwrap
@@ -386,7 +387,10 @@ def test_invalid_utf8_text_body(tmp_path: Path) -> None:
         ("return {'MaxPayloadInMB': 1}", {"MaxPayloadInMB": 1}),
         ('return \'{"BatchStrategy": "SINGLE_RECORD"}\'', {"BatchStrategy": "SINGLE_RECORD"}),
         ("raise RuntimeError('no')", None),
-        ("return [1]", None),
+        ("return [1]", [1]),  # for runner/contract/parameters.py to ignore, saying so
+        ("return 'not json'", "not json"),
+        ("return ('{\"MaxPayloadInMB\": 1}', 200)", {"MaxPayloadInMB": 1}),  # a Flask view's answer
+        ("return ('{\"MaxPayloadInMB\": 1}', 404)", None),  # a non-200 answer: no parameters
     ],
 )
 def test_execution_parameters_fn(tmp_path: Path, fn: str, expected: dict[str, object] | None) -> None:
@@ -635,3 +639,54 @@ def test_npz_needs_scipy() -> None:
     buffer = io.BytesIO()
     scipy.sparse.save_npz(buffer, scipy.sparse.csr_matrix(np.eye(2)))
     assert (codecs.decode_npz(buffer.getvalue()).toarray() == np.eye(2)).all()
+
+
+# ---- imports of what SageMaker's images have ------------------------------------------------------
+
+RETIRED_IMPORT = """
+from sagemaker_containers.beta.framework import encoders, worker
+
+def model_fn(model_dir):
+    return None
+"""
+
+LAZY_RETIRED_IMPORT = (
+    SUM_MODEL
+    + """
+def output_fn(prediction, accept):
+    from sagemaker_containers.beta.framework import worker
+    return worker.Response(str(prediction), mimetype=accept)
+"""
+)
+
+
+@pytest.fixture
+def no_sagemaker_containers() -> None:
+    """As on a user's cluster: sagemaker-containers is not installed (it is in no extra)."""
+    assert importlib.util.find_spec("sagemaker_containers") is None, "sagemaker-containers is installed here"
+
+
+@pytest.mark.usefixtures("no_sagemaker_containers")
+def test_a_script_importing_sagemaker_containers_is_told_what_to_change(tmp_path: Path) -> None:
+    with pytest.raises(HandlerError) as e:
+        Handler.load(model_dir(tmp_path, RETIRED_IMPORT), image=SKLEARN_IMAGE, environ={})
+    message = str(e.value)
+    assert e.value.hook == "import"
+    assert "No module named 'sagemaker_containers'" in message
+    assert "sagemaker_containers (sagemaker-containers) is retired" in message
+    assert "`from sagemaker_inference import encoder, decoder`" in message
+    assert "batch-transform-runner[frameworks]" in message
+
+
+@pytest.mark.usefixtures("no_sagemaker_containers")
+def test_a_hook_importing_sagemaker_containers_is_told_what_to_change(tmp_path: Path) -> None:
+    handler = loaded(tmp_path, LAZY_RETIRED_IMPORT, image=SKLEARN_IMAGE, environ={})
+    with pytest.raises(HandlerError, match=r"output_fn raised ModuleNotFoundError: .*is retired") as e:
+        handler.transform(b"1,2\n", "text/csv", "text/csv")
+    assert "worker.Response(body, mimetype=accept) to the tuple (body, accept)" in str(e.value)
+
+
+def test_an_unknown_missing_module_gets_no_advice(tmp_path: Path) -> None:
+    with pytest.raises(HandlerError) as e:
+        Handler.load(model_dir(tmp_path, "import no_such_module_anywhere\n"), environ={})
+    assert str(e.value).endswith("No module named 'no_such_module_anywhere'")
