@@ -26,6 +26,13 @@ class ModelRuntime(StrEnum):
     CONTAINER = "container"  # a SageMaker-style serving container (/ping, /invocations)
 
 
+class FrameworkVersions(StrEnum):
+    """What a different major version of the image's framework does (``--framework-versions``)."""
+
+    CHECK = "check"  # refuse it, naming both versions (runner/model/frameworks.py)
+    WARN = "warn"  # go on, and say so in the notes and Describe
+
+
 class CsvHeader(StrEnum):
     NONE = "none"
     FIRST_LINE = "first-line"  # line 1 of each text/csv object is a header atop every payload
@@ -85,6 +92,8 @@ class RunnerConfig:
     objects_in_flight_per_instance: int = DEFAULT_OBJECTS_IN_FLIGHT_PER_INSTANCE
     worker_ready_timeout_s: float = WORKER_READY_TIMEOUT_S
     install_requirements: bool = True
+    # A framework of the model's image (its tag's version) installed here in another major version.
+    framework_versions: FrameworkVersions = FrameworkVersions.CHECK
     # "auto": in-process hooks for models with code/inference.py and framework images, a serving
     # container for other Images; "hooks" / "container" force one (runner/model/container.py).
     model_runtime: ModelRuntime = ModelRuntime.AUTO
@@ -138,6 +147,7 @@ class RunnerConfig:
             "on_record_error": OnRecordError,
             "csv_header": CsvHeader,
             "payload_reads": PayloadReads,
+            "framework_versions": FrameworkVersions,
         }
         for name, enum in choices.items():
             object.__setattr__(self, name, choice_of(enum, name, getattr(self, name)))

@@ -12,6 +12,7 @@ from runner.cli.console import err
 from runner.cli.exit_codes import ExitCode
 from runner.config import (
     CsvHeader,
+    FrameworkVersions,
     ModelRuntime,
     ObjectParallelism,
     OnRecordError,
@@ -62,6 +63,7 @@ def _config(args: argparse.Namespace) -> RunnerConfig:
         quarantine_path=getattr(args, "quarantine_path", None),
         object_parallelism=getattr(args, "object_parallelism", None) or RunnerConfig.object_parallelism,
         payload_reads=getattr(args, "payload_reads", None) or RunnerConfig.payload_reads,
+        framework_versions=getattr(args, "framework_versions", None) or RunnerConfig.framework_versions,
         warm_pool_s=getattr(args, "warm_pool_seconds", None) or RunnerConfig.warm_pool_s,
         allow_cpu_for_gpu=bool(getattr(args, "allow_cpu_for_gpu", False)),
         forward_aws_credentials=bool(getattr(args, "forward_aws_credentials", False)),
@@ -146,6 +148,13 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         "--model-runtime",
         choices=[m.value for m in ModelRuntime],
         help="auto (default): hooks for code/inference.py and framework images, else a serving container",
+    )
+    parser.add_argument(
+        "--framework-versions",
+        choices=[m.value for m in FrameworkVersions],
+        help="check (default): a framework of the model's image (the version its tag names, e.g. "
+        "sagemaker-xgboost:1.7-1 is xgboost 1.7) installed here in another major version fails the job; "
+        "warn: run with the installed version, and say so",
     )
     parser.add_argument(
         "--serve-command",

@@ -516,6 +516,8 @@ def log_workers(joblog: JobLogWriter, pool: WorkerPool) -> None:
             how += f", {info.family} defaults"
         if info.server:
             how += f", {info.server} server, log {info.server_log}"
+        if info.frameworks:
+            how += f", {info.frameworks}"
         load = f"{info.model_load_s:.2f}s" if info.model_load_s is not None else "?"
         joblog.instance(k // per_instance, f"{where}: model loaded in {load} ({how})")
 
@@ -549,6 +551,7 @@ def set_up(
         log_dir=str(config.job_log_dir(spec.name)),
         cwd=os.getcwd(),
         install_requirements=config.install_requirements,
+        framework_versions=config.framework_versions,
     )
     return JobSetup(knobs, quarantine, model, environment, aws, runtime, fingerprint)
 
@@ -613,6 +616,8 @@ def start_workers(
         info = pool.infos[0]
         server = f"; {info.server} server, logs in {config.job_log_dir(spec.name)}" if info.server else ""
         on_note(f"model runtime: {info.runtime} ({info.runtime_reason}){server}")
+        if info.frameworks:
+            on_note(f"frameworks: {info.frameworks}")
     return StartedWorkers(pool, resolved, answer.ignored, runtime, warm, key)
 
 

@@ -25,6 +25,7 @@ from runner.errors import HandlerError
 from runner.jobs.counters import WorkerInfo
 from runner.model.artifacts import ModelSpec, ensure_model_dir, install_requirements
 from runner.model.container import ModelServer
+from runner.model.frameworks import check_frameworks, versions_line
 from runner.model.handler import Handler
 from runner.model.runtime import RuntimeSettings, choose_runtime
 from runner.records.ranges import ByteRange, record_count
@@ -96,10 +97,10 @@ class ModelWorker:
             self._server = server
             info = replace(info, **server.describe())
         else:
-            handler = _handler(model, model_dir, Path(cache_dir), settings)
+            handler, versions = _handler(model, model_dir, Path(cache_dir), settings)
             handler.load_model()
             self._handler = handler
-            info = replace(info, family=handler.family)
+            info = replace(info, family=handler.family, frameworks=versions)
         return replace(info, runtime=mode, runtime_reason=why, model_load_s=time.perf_counter() - t0)
 
     def execution_parameters(self) -> dict[str, Any] | None:
@@ -166,7 +167,7 @@ def probe_execution_parameters(
         settings = runtime or RuntimeSettings()
         mode, _ = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         if mode is ModelRuntime.HOOKS:
-            return _handler(model, model_dir, Path(cache_dir), settings).execution_parameters()
+            return _handler(model, model_dir, Path(cache_dir), settings)[0].execution_parameters()
         server = _model_server(model, model_dir, environment, settings, f"probe-{os.getpid()}")
         try:
             server.start()
@@ -178,11 +179,16 @@ def probe_execution_parameters(
         os.environ.update(saved)
 
 
-def _handler(model: ModelSpec, model_dir: Path, cache_dir: Path, settings: RuntimeSettings) -> Handler:
-    """The model's hooks, with code/requirements.txt importable first (unless turned off)."""
+def _handler(
+    model: ModelSpec, model_dir: Path, cache_dir: Path, settings: RuntimeSettings
+) -> tuple[Handler, str | None]:
+    """The model's hooks, with code/requirements.txt importable first (unless turned off), once the
+    image's framework versions are checked against what the script would import; and which versions
+    those are (None: the image names none)."""
     if settings.install_requirements:
         use_requirements(model_dir, cache_dir)
-    return Handler.load(model_dir, image=model.image, environ=dict(os.environ))
+    checks = check_frameworks(model.image, settings.framework_versions)
+    return Handler.load(model_dir, image=model.image, environ=dict(os.environ)), versions_line(checks)
 
 
 def _model_server(

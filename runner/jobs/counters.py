@@ -85,6 +85,8 @@ class WorkerInfo:
     runtime_reason: str | None = None
     model_load_s: float | None = None
     family: str | None = None  # in-process hooks: the image family whose defaults apply
+    # In-process hooks: the image's frameworks as installed, e.g. "xgboost 1.7.6 (the image's 1.7)".
+    frameworks: str | None = None
     # A serving container: process or docker, its port, log, command or image.
     server: str | None = None
     port: int | None = None

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.config import CONTAINER_STARTUP_TIMEOUT_S, ModelRuntime, choice_of
+from runner.config import CONTAINER_STARTUP_TIMEOUT_S, FrameworkVersions, ModelRuntime, choice_of
 from runner.model.artifacts import ModelSpec
 
 # Image repositories whose containers run the toolkit's hooks, beyond the families handler.py knows.
@@ -27,6 +27,7 @@ class RuntimeSettings:
     log_dir: str | None = None
     cwd: str | None = None  # where the job was started; relative serve_command paths resolve here
     install_requirements: bool = True  # pip-install <model_dir>/code/requirements.txt once per node
+    framework_versions: FrameworkVersions = FrameworkVersions.CHECK  # runner/model/frameworks.py
 
 
 def choose_runtime(

@@ -39,9 +39,7 @@ UNICODE = "ünï/☃ 雪 [x] (1) #&=+.csv"
 
 
 def sums(body: bytes) -> bytes:
-    return b"".join(
-        f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines()
-    )
+    return b"".join(f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines())
 
 
 def run(request: dict[str, Any], tmp_path: Path, model: dict[str, Any] | None = None) -> JobRecord:

@@ -51,9 +51,7 @@ def inputs(bucket: Bucket) -> dict[str, bytes]:
 
 
 def expected(body: bytes) -> bytes:
-    return b"".join(
-        f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines()
-    )
+    return b"".join(f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines())
 
 
 def test_output_is_identical_under_a_fault_storm(

@@ -54,9 +54,7 @@ def predict_fn(data, model):
 
 
 def expected(body: bytes) -> bytes:
-    return b"".join(
-        f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines()
-    )
+    return b"".join(f"{sum(int(x) for x in line.split(b','))}\n".encode() for line in body.splitlines())
 
 
 def test_soak(bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

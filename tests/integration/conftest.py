@@ -47,6 +47,25 @@ def write_model(root: Path, code: str, name: str = "inference.py") -> Path:
     return root
 
 
+def wheel(folder: Path, name: str, version: str, files: Mapping[str, str]) -> Path:
+    """A minimal wheel built by hand (a zip of ``files`` with its metadata), so pip needs no index or
+    build step."""
+    import zipfile
+
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    contents = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    contents[f"{info}/RECORD"] = "".join(f"{n},,\n" for n in [*contents, f"{info}/RECORD"])
+    with zipfile.ZipFile(path, "w") as z:
+        for n, text in contents.items():
+            z.writestr(n, text)
+    return path
+
+
 def model_request(
     name: str, model_dir: Path | str, environment: Mapping[str, str] | None = None
 ) -> dict[str, Any]:

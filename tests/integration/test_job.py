@@ -16,7 +16,7 @@ from runner.errors import ResourceInUseError, SpecError
 from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobStore, TransformJobStatus
 
-from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, write_model
+from .conftest import JSONL_MODEL, SUM_MODEL, Bucket, job_request, model_request, wheel, write_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
 
@@ -396,27 +396,9 @@ def transform_fn(model, body, content_type, accept):
 """
 
 
-def wheel(folder: Path) -> Path:
-    """A minimal wheel built by hand (a zip with its metadata), so pip needs no index or build step."""
-    import zipfile
-
-    path = folder / "demo_req_pkg-1.0-py3-none-any.whl"
-    info = "demo_req_pkg-1.0.dist-info"
-    files = {
-        "demo_req_pkg.py": 'VALUE = "from requirements.txt"\n',
-        f"{info}/METADATA": "Metadata-Version: 2.1\nName: demo-req-pkg\nVersion: 1.0\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return path
-
-
 def test_code_requirements_are_installed_once_per_node(bucket: Bucket, tmp_path: Path, home: Path) -> None:
     src = write_model(tmp_path / "m", REQUIREMENTS_MODEL)
-    whl = wheel(src / "code")
+    whl = wheel(src / "code", "demo_req_pkg", "1.0", {"demo_req_pkg.py": 'VALUE = "from requirements.txt"\n'})
     (src / "code" / "requirements.txt").write_text(f"./{whl.name}\n")
     model = model_request("req", src)
     bucket.put("in/a.csv", b"x\n")
