@@ -124,11 +124,17 @@ def versions_line(checks: tuple[FrameworkCheck, ...]) -> str | None:
     return "; ".join(parts) or None
 
 
+# Other distributions of the same import package (xgboost's CPU-only wheel is ``xgboost-cpu``).
+ALIASES = {"xgboost": ("xgboost", "xgboost-cpu")}
+
+
 def _installed(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    for name in ALIASES.get(distribution, (distribution,)):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _numbers(version: str) -> tuple[int, ...]:
