@@ -13,6 +13,7 @@ from these are in ``default_hooks.py``.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from collections.abc import Callable, Mapping
@@ -222,12 +223,12 @@ def encode_jsonlines(prediction: Any) -> str:
 # ---- XGBoost DMatrix decoders (sagemaker-xgboost-container encoder.py) -------------------------
 
 
-def _xgboost() -> Any:
+def xgboost_module(needed_for: str = "the XGBoost default input_fn") -> Any:
     try:
         import xgboost
     except ImportError as e:
         raise ImportError(
-            "the XGBoost default input_fn needs the xgboost package in the worker environment"
+            f"{needed_for} needs the xgboost package in the worker environment (xgboost, or xgboost-cpu)"
         ) from e
     return xgboost
 
@@ -235,7 +236,7 @@ def _xgboost() -> Any:
 def decode_csv_dmatrix(data: str | bytes) -> Any:
     """``csv_to_dmatrix``: delimiter sniffed from the first line, empty cells NaN. Like the
     container, a leading or trailing newline makes the rows ragged and fails."""
-    xgb = _xgboost()
+    xgb = xgboost_module()
     text = data if isinstance(data, str) else bytes(data).decode()
     sniffed = csv.Sniffer().sniff(text.split("\n")[0][:512]).delimiter
     delimiter = "," if sniffed.isalnum() else sniffed
@@ -245,7 +246,7 @@ def decode_csv_dmatrix(data: str | bytes) -> Any:
 
 def decode_libsvm_dmatrix(data: str | bytes) -> Any:
     """``libsvm_to_dmatrix``: ``index:value`` tokens, 1-based indices shifted to 0-based."""
-    xgb = _xgboost()
+    xgb = xgboost_module()
     text = data if isinstance(data, str) else bytes(data).decode("utf-8")
     rows: list[dict[int, float]] = []
     for line in text.strip().split("\n"):
@@ -273,6 +274,66 @@ def decode_recordio_dmatrix(data: str | bytes) -> Any:
     )
 
 
+# ---- sagemaker-huggingface-inference-toolkit decoder_encoder.py ----------------------------------
+
+HF_CSV_HEADERS = ("question", "context", "inputs")
+
+
+def decode_hf_json(data: str | bytes) -> Any:
+    return json.loads(data)
+
+
+def decode_hf_csv(data: str | bytes) -> dict[str, Any]:
+    """A CSV with a header naming ``question``, ``context`` or ``inputs``: ``{"inputs": [...]}``, the
+    ``inputs`` column's cells, or else each row as a dict."""
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    if not any(header in text.splitlines()[0].lower() for header in HF_CSV_HEADERS):
+        raise ValueError(
+            "You need to provide the correct CSV with Header columns to use it with the inference toolkit "
+            "default handler."
+        )
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if "inputs" in rows[0]:
+        return {"inputs": [row["inputs"] for row in rows]}
+    return {"inputs": rows}
+
+
+class _HfJSONEncoder(json.JSONEncoder):
+    """The toolkit's ``_JSONEncoder``: numpy integers and floats, anything with ``tolist``, datetimes."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if isinstance(o, datetime.datetime):
+            return str(o)
+        return super().default(o)
+
+
+def encode_hf_json(prediction: Any) -> str:
+    return json.dumps(
+        prediction,
+        ensure_ascii=False,
+        allow_nan=False,
+        indent=None,
+        cls=_HfJSONEncoder,
+        separators=(",", ":"),
+    )
+
+
+def encode_hf_csv(prediction: Any) -> str:
+    """A pipeline's list of dicts as CSV with a header row (``csv.DictWriter``'s ``\r\n`` line ends)."""
+    rows = prediction if isinstance(prediction, list) else list(prediction)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, rows[0].keys())
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 # ---- registries -------------------------------------------------------------------------------
 
 TK_DECODERS: Mapping[str, Decoder] = MappingProxyType(
@@ -286,6 +347,12 @@ CONTAINERS_DECODERS: Mapping[str, Decoder] = MappingProxyType(
 )
 CONTAINERS_ENCODERS: Mapping[str, Encoder] = MappingProxyType(
     {JSON: encode_json, CSV: encode_csv_rows, NPY: encode_npy, JSONLINES: encode_jsonlines}
+)
+HF_DECODERS: Mapping[str, Decoder] = MappingProxyType(
+    {JSON: decode_hf_json, CSV: decode_hf_csv, NPY: decode_npy}
+)
+HF_ENCODERS: Mapping[str, Encoder] = MappingProxyType(
+    {JSON: encode_hf_json, CSV: encode_hf_csv, NPY: encode_npy}
 )
 DMATRIX_DECODERS: Mapping[str, Decoder] = MappingProxyType(
     {

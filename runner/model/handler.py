@@ -60,11 +60,21 @@ class Family:
 
 
 BASE = Family("base", (), default_hooks.TK_DEFAULTS, True, TK_CONFLICT)
+# The sagemaker-xgboost image without SAGEMAKER_PROGRAM: the built-in algorithm, no script at all.
+XGBOOST_ALGORITHM = Family("xgboost-algorithm", (), default_hooks.XGB_ALGORITHM_DEFAULTS, True, TK_CONFLICT)
 FAMILIES = (
     Family(
         "sklearn", ("sagemaker-scikit-learn",), default_hooks.SKLEARN_DEFAULTS, False, CONTAINERS_CONFLICT
     ),
     Family("xgboost", ("sagemaker-xgboost",), default_hooks.XGBOOST_DEFAULTS, False, CONTAINERS_CONFLICT),
+    # Before pytorch: huggingface-pytorch-inference holds "pytorch-inference" too.
+    Family(
+        "huggingface",
+        ("huggingface-pytorch-inference", "huggingface-tensorflow-inference"),
+        default_hooks.HF_DEFAULTS,
+        True,
+        TK_CONFLICT,
+    ),
     Family("pytorch", ("pytorch-inference",), default_hooks.TORCH_DEFAULTS, True, TK_CONFLICT),
     # Served by TensorFlow Serving, not by hooks: Handler.load refuses it.
     Family(
@@ -82,8 +92,6 @@ def family_for_image(image: str | None) -> Family:
     if not image:
         return BASE
     repository = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0].lower()
-    if "huggingface" in repository:
-        return BASE  # its toolkit's defaults (transformers pipelines) are not ported
     for family in FAMILIES:
         if any(marker in repository for marker in family.markers):
             return family
@@ -310,15 +318,12 @@ class Handler:
                 hook="import",
             )
         program = env.get("SAGEMAKER_PROGRAM")
-        if family.name == "xgboost" and not program:
-            raise HandlerContractError(
-                f"image {image} without SAGEMAKER_PROGRAM runs the built-in XGBoost algorithm, which the "
-                "in-process runtime does not include; set SAGEMAKER_PROGRAM to the script's name (e.g. "
-                "inference.py) or run the model in its container",
-                hook="import",
-            )
         code_dir = _code_dir(model_dir, env)
         module_path = _module_file(code_dir, program or DEFAULT_PROGRAM)
+        if family.name == "xgboost" and not program:
+            # The image serves the built-in algorithm unless SAGEMAKER_PROGRAM names a script (its
+            # serving.py: ServingEnv.module_name is None); a code/inference.py is not imported there.
+            family, module_path = XGBOOST_ALGORITHM, None
         module = _import(module_path, code_dir) if module_path is not None else None
         user = _user_hooks(module, module_path)
         if "transform_fn" in user and user.keys() & {"input_fn", "predict_fn", "output_fn"}:
@@ -344,7 +349,10 @@ class Handler:
             module_path,
             hooks,
             user.get("execution_parameters_fn"),
-            env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", DEFAULT_ACCEPT),
+            # The HuggingFace toolkit answers JSON to a missing or */* Accept, whatever the environment.
+            DEFAULT_ACCEPT
+            if family.name == "huggingface"
+            else env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", DEFAULT_ACCEPT),
             0 if visible and visible != "-1" else None,  # a Ray worker sees its own GPU as device 0
         )
 

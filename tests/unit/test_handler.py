@@ -412,7 +412,8 @@ def test_no_execution_parameters_fn(tmp_path: Path) -> None:
         ("246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1", "xgboost"),
         ("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1.0-gpu-py310", "pytorch"),
         ("763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu", "tensorflow"),
-        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.1-gpu", "base"),
+        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.1-gpu", "huggingface"),
+        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.1-tgi", "base"),
         ("my-registry.example.com/sagemaker-scikit-learn-fork/app:1", "base"),  # the repository, not the path
         ("batch-transform/test:latest", "base"),
         (None, "base"),
@@ -507,10 +508,79 @@ def test_tensorflow_serving_images_are_refused(tmp_path: Path) -> None:
 
 def test_xgboost_without_program_is_the_builtin_algorithm(tmp_path: Path) -> None:
     image = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
-    with pytest.raises(HandlerContractError, match="SAGEMAKER_PROGRAM"):
-        Handler.load(model_dir(tmp_path, SUM_MODEL), image=image, environ={})
-    handler = Handler.load(tmp_path, image=image, environ={"SAGEMAKER_PROGRAM": "inference.py"})
+    failing = "raise RuntimeError('the algorithm does not import a script')\n"
+    assert Handler.load(model_dir(tmp_path, failing), image=image, environ={}).family == "xgboost-algorithm"
+    handler = Handler.load(
+        model_dir(tmp_path, SUM_MODEL), image=image, environ={"SAGEMAKER_PROGRAM": "inference.py"}
+    )
     assert handler.family == "xgboost"
+
+
+# ---- the built-in XGBoost algorithm -------------------------------------------------------------
+
+XGB_ALGORITHM_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+
+
+def step_booster(high: float = 10.0) -> object:
+    """One exact tree: feature 0 below 2 predicts 0, else ``high`` (eta 1, lambda 0, base_score 0)."""
+    xgb = pytest.importorskip("xgboost")
+    train = xgb.DMatrix(np.array([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]), label=[0, 0, high, high])
+    params = {"max_depth": 1, "eta": 1.0, "lambda": 0.0, "base_score": 0.0, "min_child_weight": 0.0}
+    return xgb.train(params, train, num_boost_round=1)
+
+
+def algorithm(tmp_path: Path, save: str = "pickle", models: int = 1) -> Handler:
+    import pickle
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for k in range(models):
+        booster = step_booster(10.0 * (k + 1))
+        path = tmp_path / ("xgboost-model" if k == 0 else f"xgboost-model-{k}")
+        if save == "pickle":
+            path.write_bytes(pickle.dumps(booster))
+        else:
+            booster.save_model(str(path) + ".json")
+            (tmp_path / (path.name + ".json")).rename(path)
+    handler = Handler.load(tmp_path, image=XGB_ALGORITHM_IMAGE, environ={})
+    handler.load_model()
+    return handler
+
+
+@pytest.mark.parametrize("save", ["pickle", "save_model"])
+def test_algorithm_csv_is_stripped_and_written_one_prediction_a_line(tmp_path: Path, save: str) -> None:
+    handler = algorithm(tmp_path, save)
+    # The payload's trailing newline is stripped (parse_content_data), so no NaN row is predicted.
+    assert handler.transform(b"0,5\n3,5\n", "text/csv", "text/csv") == (b"0.0\n10.0\n", "text/csv")
+    assert handler.transform(b"1,\n", "text/csv", "text/csv") == (b"0.0\n", "text/csv")  # empty cell: NaN
+
+
+def test_algorithm_libsvm_and_json(tmp_path: Path) -> None:
+    handler = algorithm(tmp_path)
+    # Columns are the tokens' own 0-based indices; the label (no colon) is ignored.
+    assert handler.transform(b"1 0:3 1:5\n0 0:1\n", "text/libsvm", "application/json") == (
+        b"[10.0, 0.0]",
+        "application/json",
+    )
+    assert handler.transform(b"3,5", None, None)[0] == b"[10.0]"  # text/csv in, the JSON default out
+
+
+def test_algorithm_ensemble_averages_its_models(tmp_path: Path) -> None:
+    # Trees predicting 10 and 20 for this row: the container answers their mean.
+    assert algorithm(tmp_path, models=2).transform(b"3,5", "text/csv", "text/csv")[0] == b"15.0\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "message"),
+    [
+        (b"", "text/csv", "text/csv", "No content in the request body"),
+        (b"1,2", "application/json", "text/csv", "Content-type application/json not supported"),
+        (b"a,b", "text/csv", "text/csv", "Loading csv data failed with Exception"),
+        (b"1,2", "text/csv", "text/plain", "text/plain is not an accepted Accept type"),
+    ],
+)
+def test_algorithm_errors(tmp_path: Path, body: bytes, content_type: str, accept: str, message: str) -> None:
+    with pytest.raises(HandlerError, match=message):
+        algorithm(tmp_path).transform(body, content_type, accept)
 
 
 # ---- codecs against the toolkits' own numpy calls ----------------------------------------------
