@@ -47,7 +47,28 @@ class Problem:
     constraint: str
 
     def __str__(self) -> str:
-        return f"Value {self.value!r} at '{self.path}' failed to satisfy constraint: {self.constraint}"
+        value = aws_value(self.value)
+        return f"Value {value} at '{self.path}' failed to satisfy constraint: {self.constraint}"
+
+
+def aws_value(value: object) -> str:
+    """A value as AWS's validation messages quote it: ``'3601'``, ``'Lines'``, ``'[a, b]'``, ``'{k=v}'``
+    (Java's toString in single quotes), and ``null`` unquoted."""
+    if value is None:
+        return "null"
+    return f"'{_java_text(value)}'"
+
+
+def _java_text(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_java_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_java_text(k)}={_java_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 class SpecError(RunnerError):

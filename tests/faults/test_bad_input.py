@@ -140,14 +140,14 @@ REQUEST_CASES = [
     ),
     request_case(
         "payload-over-100",
-        problem("maxPayloadInMB", "101", "Member must have value less than or equal to 100"),
+        problem("maxPayloadInMB", "'101'", "Member must have value less than or equal to 100"),
         put("MaxPayloadInMB", value=101),
     ),
     request_case(
         "concurrency-times-payload",
         problem(
             "maxConcurrentTransforms",
-            "20",
+            "'20'",
             "MaxConcurrentTransforms x MaxPayloadInMB must be less than or equal to 100; got 20 x 6 = 120 "
             "(MaxPayloadInMB defaults to 6 when absent)",
         ),
@@ -155,7 +155,9 @@ REQUEST_CASES = [
     ),
     request_case(
         "instance-count-zero",
-        problem("transformResources.instanceCount", "0", "Member must have value greater than or equal to 1"),
+        problem(
+            "transformResources.instanceCount", "'0'", "Member must have value greater than or equal to 1"
+        ),
         put("TransformResources", "InstanceCount", value=0),
     ),
     request_case(
@@ -188,7 +190,7 @@ REQUEST_CASES = [
     ),
     request_case(
         "output-path-missing",
-        problem("transformOutput.s3OutputPath", "None", "Member must not be null"),
+        problem("transformOutput.s3OutputPath", "null", "Member must not be null"),
         put("TransformOutput", "S3OutputPath", value=DROP),
     ),
     request_case(
@@ -214,7 +216,7 @@ REQUEST_CASES = [
         "invocations-timeout-over-max",
         problem(
             "modelClientConfig.invocationsTimeoutInSeconds",
-            "3601",
+            "'3601'",
             "Member must have value less than or equal to 3600",
         ),
         put("ModelClientConfig", "InvocationsTimeoutInSeconds", value=3601),

@@ -113,7 +113,7 @@ def test_validate_prints_every_problem_and_exits_non_zero(tmp_path: Path) -> Non
     (tmp_path / "job.json").write_text(json.dumps(job))
     proc = cli("validate", str(tmp_path / "job.json"), home=tmp_path, check=False)
     assert proc.returncode == 2
-    assert "Value 101 at 'maxPayloadInMB'" in proc.stdout
+    assert "Value '101' at 'maxPayloadInMB'" in proc.stdout
     assert "Value 'Lines' at 'transformInput.splitType'" in proc.stdout
     assert "[None, Line, RecordIO, TFRecord]" in proc.stdout
 
@@ -134,6 +134,6 @@ def test_validate_json_lists_each_problem_with_its_path_value_and_constraint(tmp
     assert answer["valid"] is False
     (problem,) = [p for p in answer["problems"] if p["path"] == "maxPayloadInMB"]
     assert problem["value"] == 101 and problem["file"] == str(tmp_path / "job.json")
-    assert problem["message"].startswith("Value 101 at 'maxPayloadInMB' failed to satisfy constraint")
+    assert problem["message"].startswith("Value '101' at 'maxPayloadInMB' failed to satisfy constraint")
     ok = cli("validate", str(EXAMPLE / "job.json"), "--json", home=tmp_path)
     assert json.loads(ok.stdout) == {"valid": True, "problems": []}

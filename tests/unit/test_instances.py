@@ -101,7 +101,7 @@ def test_unknown_type_names_the_known_ones(bad: str) -> None:
     assert problem.path == "transformResources.instanceType"
     assert problem.value == bad
     assert "ml.m5.xlarge" in problem.constraint and "ml.g5.48xlarge" in problem.constraint
-    assert f"Value {bad!r} at 'transformResources.instanceType'" in str(info.value)
+    assert f"Value '{bad}' at 'transformResources.instanceType'" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from runner.contract.spec import (
     parse_transform_job,
     validate_request,
 )
-from runner.errors import Problem, SpecError
+from runner.errors import Problem, SpecError, aws_value
 
 SEED: dict[str, Any] = {
     "TransformJobName": "job-1",
@@ -524,7 +524,7 @@ def test_invalid_request(edit: Edit, path: str, allowed: str) -> None:
     assert any(allowed in str(p) for p in mine), f"{allowed!r} not in {[str(p) for p in mine]}"
     assert f"at '{path}'" in message
     assert any(p.value == given for p in mine), (given, mine)
-    assert f"Value {given!r} at '{path}' failed to satisfy constraint: " in message
+    assert f"Value {aws_value(given)} at '{path}' failed to satisfy constraint: " in message
 
 
 def test_message_form_matches_aws() -> None:
@@ -533,6 +533,46 @@ def test_message_form_matches_aws() -> None:
         "1 validation error detected: Value 'Multi' at 'batchStrategy' failed to satisfy constraint: "
         "Member must satisfy enum value set: [MultiRecord, SingleRecord]"
     )
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "text"),
+    [
+        (
+            "InvocationsTimeoutInSeconds",
+            3601,
+            "1 validation error detected: Value '3601' at 'modelClientConfig.invocationsTimeoutInSeconds' "
+            "failed to satisfy constraint: Member must have value less than or equal to 3600",
+        ),
+        (
+            "InvocationsMaxRetries",
+            4,
+            "1 validation error detected: Value '4' at 'modelClientConfig.invocationsMaxRetries' "
+            "failed to satisfy constraint: Member must have value less than or equal to 3",
+        ),
+        (
+            "InvocationsTimeoutInSeconds",
+            0,
+            "1 validation error detected: Value '0' at 'modelClientConfig.invocationsTimeoutInSeconds' "
+            "failed to satisfy constraint: Member must have value greater than or equal to 1",
+        ),
+    ],
+)
+def test_model_client_config_out_of_range_in_sagemaker_words(member: str, value: int, text: str) -> None:
+    # AWS quotes every value as Java's toString in single quotes, numbers included.
+    problems = problems_of(seed(put("ModelClientConfig", member, value=value)))
+    assert str(SpecError(problems)) == text
+
+
+def test_values_are_quoted_as_aws_quotes_them() -> None:
+    assert [aws_value(v) for v in (None, 7, True, "x", ["a", 1], {"k": None})] == [
+        "null",
+        "'7'",
+        "'true'",
+        "'x'",
+        "'[a, 1]'",
+        "'{k=null}'",
+    ]
 
 
 def test_every_problem_reported_at_once() -> None:
