@@ -138,6 +138,9 @@ class RunnerConfig:
     # the headline workload against the embedded S3, which stores text compressed in chunks that a
     # ranged GET decompresses whole (benchmarks/RESULTS.md).
     payload_reads: PayloadReads = PayloadReads.STREAM
+    # Seconds each record takes on top of the model's own time: a slow SageMaker that `serve
+    # --record-delay` plays for the benchmark's tests. 0 outside them.
+    record_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         # Plain strings are accepted (CLI flags, Python callers) and become the enums.
@@ -153,6 +156,8 @@ class RunnerConfig:
             object.__setattr__(self, name, choice_of(enum, name, getattr(self, name)))
         if self.warm_pool_s < 0:
             raise ValueError(f"warm_pool_s must be 0 or more seconds; got {self.warm_pool_s!r}")
+        if self.record_delay_s < 0:
+            raise ValueError(f"record_delay_s must be 0 or more seconds; got {self.record_delay_s!r}")
 
     @property
     def data_dir(self) -> Path:

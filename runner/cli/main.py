@@ -28,6 +28,7 @@ from runner.cli.args import (
     _config,
     _load_json,
 )
+from runner.cli.benchmark import add_benchmark_parser
 from runner.cli.console import ProgressView, err, out
 from runner.cli.cost import add_cost_parsers
 from runner.cli.exit_codes import ExitCode
@@ -39,7 +40,7 @@ from runner.config import (
 from runner.errors import JobError, Problem, ResourceInUseError, RunnerError, SpecError
 from runner.jobs.counters import JobCounters
 from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
-from runner.server.faults import FaultMode
+from runner.server.faults import FaultMode, SlowSageMaker
 
 JSON_OUTCOME_HELP = (
     "print the job's DescribeTransformJob answer as JSON on stdout (with x-runner.engine) instead of the "
@@ -326,6 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.allow_remote,
             on_ready=ready,
             fault=FaultMode(args.fault) if args.fault else None,
+            slow=SlowSageMaker(args.provisioning_delay, args.record_delay),
         )
     except ValueError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
@@ -469,6 +471,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[str(m) for m in FaultMode],
         help="play an unavailable SageMaker, for tests of `run --prefer sagemaker` (runner/server/faults.py)",
     )
+    srv.add_argument(
+        "--provisioning-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="play a slow SageMaker: hold each job S seconds before its instances start (for tests of "
+        "`benchmark`)",
+    )
+    srv.add_argument(
+        "--record-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="play a slow SageMaker: each record takes S seconds more (for tests of `benchmark`)",
+    )
     srv.set_defaults(func=cmd_serve)
 
     add_s3_parser(sub)
@@ -487,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_ray_down)
 
     add_cost_parsers(sub)
+    add_benchmark_parser(sub)
 
     cmp = sub.add_parser(
         "compare", help="compare the .out objects under two output prefixes, record by record"

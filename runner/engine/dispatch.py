@@ -124,7 +124,7 @@ class Dispatcher:
         if payload.where is not None:  # the worker reads the bytes itself
             ref = handle.transform_range.remote(payload.where, self.s3, self.name, payload.index)
         else:
-            ref = handle.transform.remote(payload.data, self.name, payload.index)
+            ref = handle.transform.remote(payload.data, self.name, payload.index, payload.record_count)
         return Outstanding(ref, payload, slot, handle, tries)
 
     def _pick(self, preferred: int) -> int | None:

@@ -552,6 +552,7 @@ def set_up(
         cwd=os.getcwd(),
         install_requirements=config.install_requirements,
         framework_versions=config.framework_versions,
+        record_delay_s=config.record_delay_s,
     )
     return JobSetup(knobs, quarantine, model, environment, aws, runtime, fingerprint)
 

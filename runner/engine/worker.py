@@ -60,6 +60,7 @@ class ModelWorker:
         self._accept: str | None = None
         self.payloads = 0
         self.busy_s = 0.0
+        self._record_delay_s = 0.0
 
     def setup(
         self,
@@ -78,6 +79,7 @@ class ModelWorker:
         os.environ.update(environment)
         model_dir = ensure_model_dir(model.model_data_url, Path(cache_dir), model.artifact_key)
         settings = runtime or RuntimeSettings()
+        self._record_delay_s = settings.record_delay_s
         mode, why = choose_runtime(model, model_dir, settings.model_runtime, os.environ)
         self._content_type = content_type
         self._accept = accept
@@ -113,10 +115,13 @@ class ModelWorker:
         """A ranged payload: its bytes read here, transformed, and its records counted (the object task
         never sees its bytes)."""
         data = storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
-        return RangeResult(self.transform(data, name, index), record_count(data, where.lines))
+        records = record_count(data, where.lines)
+        return RangeResult(self.transform(data, name, index, records), records)
 
-    def transform(self, data: bytes, name: str, index: int) -> bytes:
+    def transform(self, data: bytes, name: str, index: int, records: int = 1) -> bytes:
         t0 = time.perf_counter()
+        if self._record_delay_s:
+            time.sleep(self._record_delay_s * records)
         if self._server is not None:
             try:
                 return self._server.invoke(data, name, index)

@@ -28,6 +28,7 @@ class RuntimeSettings:
     cwd: str | None = None  # where the job was started; relative serve_command paths resolve here
     install_requirements: bool = True  # pip-install <model_dir>/code/requirements.txt once per node
     framework_versions: FrameworkVersions = FrameworkVersions.CHECK  # runner/model/frameworks.py
+    record_delay_s: float = 0.0  # RunnerConfig.record_delay_s: a slow SageMaker, played in tests
 
 
 def choose_runtime(

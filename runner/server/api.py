@@ -62,7 +62,7 @@ from runner.jobs.store import (
     model_arn,
 )
 from runner.model.artifacts import parse_create_model
-from runner.server.faults import FaultMode, injected_error, starts_jobs
+from runner.server.faults import FaultMode, SlowSageMaker, injected_error, starts_jobs
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,11 @@ def _model_not_found(name: str) -> ApiError:
 class ControlPlane:
     """The operations, apart from HTTP: ``call("DescribeTransformJob", body) -> response``."""
 
-    def __init__(self, config: RunnerConfig, fault: FaultMode | None = None) -> None:
-        self.config = config
+    def __init__(
+        self, config: RunnerConfig, fault: FaultMode | None = None, slow: SlowSageMaker | None = None
+    ) -> None:
+        self.slow = slow or SlowSageMaker()  # plays a slow SageMaker (runner/server/faults.py)
+        self.config = replace(config, record_delay_s=self.slow.record_delay_s) if slow else config
         self.fault = fault  # plays an unavailable SageMaker (runner/server/faults.py); None in service
         self.store = JobStore(config.store_path)
         self.owner = owner_id()
@@ -198,7 +201,7 @@ class ControlPlane:
         self.store.claim_job(name, self.owner)
         if not starts_jobs(self.fault):
             return {"TransformJobArn": job.record.arn}
-        self._start(job, self.config)
+        self._start(job, self.config, self.slow.provisioning_delay_s)
         return {"TransformJobArn": job.record.arn}
 
     def resume_transform_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,18 +230,24 @@ class ControlPlane:
 
         return on_ray_thread
 
-    def _start(self, job: PreparedJob, config: RunnerConfig) -> None:
+    def _start(self, job: PreparedJob, config: RunnerConfig, provisioning_s: float = 0.0) -> None:
         name = job.spec.name
         stop = threading.Event()
-        thread = threading.Thread(target=self._run, args=(job, stop, config), name=f"job-{name}", daemon=True)
+        thread = threading.Thread(
+            target=self._run, args=(job, stop, config, provisioning_s), name=f"job-{name}", daemon=True
+        )
         with self._lock:
             self._stops[name.lower()] = stop
             self._threads[name.lower()] = thread
         thread.start()
 
-    def _run(self, job: PreparedJob, stop: threading.Event, config: RunnerConfig) -> None:
+    def _run(
+        self, job: PreparedJob, stop: threading.Event, config: RunnerConfig, provisioning_s: float = 0.0
+    ) -> None:
         name = job.spec.name
         try:
+            if stop.wait(provisioning_s):  # stopped while its instances were still being "provisioned"
+                raise RuntimeError("stopped before the instances started")
             self._ray_thread.submit(ensure_ray, self.config).result()
             record = execute(job, self.store, config, None, log.info, should_stop=stop.is_set)
         except Exception as e:  # the job must still end, with a reason

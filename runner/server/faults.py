@@ -14,6 +14,11 @@ Each mode plays one way the real service fails, answering as AWS does (JSON 1.1 
 ==============  ==========================================================================================
 
 A closed port plays an unreachable endpoint; no mode is needed for it.
+
+It can also play a *slow* SageMaker, for the tests of ``batch-transform benchmark``: ``--provisioning-delay
+S`` holds each accepted job InProgress, without TransformStartTime, for S seconds before its instances
+start (SageMaker's provisioning and image pull), and ``--record-delay S`` adds S seconds a record to the
+model's time (``SlowSageMaker``). Both sides of a benchmark are then measured as a real pair would be.
 """
 
 from __future__ import annotations
@@ -45,6 +50,21 @@ class FaultAnswer:
     code: str
     message: str
     status: int
+
+
+@dataclass(frozen=True)
+class SlowSageMaker:
+    """A SageMaker slower than the runner: seconds before a job's instances start, and a record's extra
+    seconds."""
+
+    provisioning_delay_s: float = 0.0
+    record_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("provisioning_delay_s", "record_delay_s"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"{name} must be 0 or more seconds; got {value!r}")
 
 
 def injected_error(mode: FaultMode | None, operation: str) -> FaultAnswer | None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from runner.config import RunnerConfig
 from runner.server.api import TARGET_PREFIX, ApiError, ControlPlane
-from runner.server.faults import FaultMode, hold
+from runner.server.faults import FaultMode, SlowSageMaker, hold
 from runner.server.logs import SIGNING_NAME as LOGS_SIGNING_NAME
 from runner.server.logs import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from runner.server.logs import LogsError, LogsPlane
@@ -153,9 +153,11 @@ def make_server(
     identities: Mapping[str, Identity],
     allow_remote: bool = False,
     fault: FaultMode | None = None,
+    slow: SlowSageMaker | None = None,
 ) -> ApiServer:
     """A bound server, jobs of a previous server recovered; ``serve_forever`` runs it. ``fault`` makes
-    it play an unavailable SageMaker (tests of ``run --prefer sagemaker``)."""
+    it play an unavailable SageMaker (tests of ``run --prefer sagemaker``), ``slow`` a slow one (tests
+    of ``benchmark``)."""
     if not identities:
         raise ValueError(
             "the server verifies every request's signature and has no keys to verify it with: give "
@@ -166,9 +168,11 @@ def make_server(
         raise ValueError(
             f"--host {host} is not a loopback address; pass --allow-remote to serve other machines"
         )
-    plane = ControlPlane(config, fault)
+    plane = ControlPlane(config, fault, slow)
     if fault is not None:
         log.warning("fault mode %s: this server plays an unavailable SageMaker", fault)
+    if slow is not None and slow != SlowSageMaker():
+        log.warning("this server plays a slow SageMaker: %s", slow)
     for name in plane.recover():
         log.warning("transform job %s was left running by a previous server: marked Failed", name)
     return ApiServer((host, port), plane, identities)
@@ -182,9 +186,10 @@ def serve(
     allow_remote: bool = False,
     on_ready: Callable[[str], None] | None = None,
     fault: FaultMode | None = None,
+    slow: SlowSageMaker | None = None,
 ) -> None:
     """Serve until SIGINT / SIGTERM; then stop this server's jobs (they end Stopped) and Ray."""
-    server = make_server(host, port, config, identities, allow_remote, fault)
+    server = make_server(host, port, config, identities, allow_remote, fault, slow)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     if on_ready is not None:

@@ -24,6 +24,8 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    # Epoch seconds the object was last written (S3's LastModified, whole seconds); None where unknown.
+    last_modified: float | None = None
 
 
 @runtime_checkable

@@ -71,7 +71,7 @@ def _info(path: str, operation: str) -> ObjectInfo:
     if not os.path.isfile(path):
         raise ObjectNotFoundError(f"file {operation} {_uri(path)} failed: not a regular file", _uri(path))
     # Size + mtime change whenever the content is rewritten: enough to key caches, like an ETag.
-    return ObjectInfo(_uri(path), path, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
+    return ObjectInfo(_uri(path), path, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}", st.st_mtime)
 
 
 class LocalStorage(StorageBase):

@@ -204,7 +204,14 @@ class S3Storage(StorageBase):
                     key = obj["Key"]
                     if key.endswith("/"):
                         continue  # a console "folder" marker, not data
-                    yield ObjectInfo(f"s3://{bucket}/{key}", key, int(obj["Size"]), etag_of(obj.get("ETag")))
+                    modified = obj.get("LastModified")
+                    yield ObjectInfo(
+                        f"s3://{bucket}/{key}",
+                        key,
+                        int(obj["Size"]),
+                        etag_of(obj.get("ETag")),
+                        modified.timestamp() if modified is not None else None,
+                    )
         except Exception as e:
             raise self._error(e, "ListObjectsV2", prefix_uri) from e
 

@@ -1,0 +1,138 @@
+"""``batch-transform benchmark job.json --model model.json``: the same request on SageMaker and on Ray,
+both measured, priced and compared (what is measured: ``runner/cost/benchmark.py``).
+
+SageMaker is reached with boto3's standard AWS configuration (or ``--sagemaker-endpoint``, e.g. a
+``batch-transform serve``); the Ray side runs here as ``run`` would (``--ray-address`` and the other
+engine flags). By default both run at once: the SageMaker job is followed on a thread while this
+thread runs the Ray job (Ray's signal handling wants the main thread); ``--one-after-the-other`` runs
+SageMaker's first, then Ray's, for a Ray side that shares nothing with the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from runner.cli.args import _add_engine_flags, _config, _load_json
+from runner.cli.console import err, out
+from runner.cli.exit_codes import ExitCode
+from runner.errors import RunnerError
+
+# A benchmark waits for SageMaker's instances as long as they take; past this it gives up.
+START_DEADLINE_S = 3600.0
+
+
+class BenchmarkError(RunnerError):
+    """A side of the benchmark could not run at all (SageMaker unavailable, a bad request)."""
+
+
+def add_benchmark_parser(sub: Any) -> None:
+    b = sub.add_parser(
+        "benchmark",
+        help="run the same job on SageMaker and on Ray, measure, price and compare both",
+    )
+    b.add_argument("job", help="the CreateTransformJob request (JSON)")
+    b.add_argument("--model", help="the CreateModel request (JSON), created on both sides")
+    _add_engine_flags(b)
+    b.add_argument(
+        "--sagemaker-endpoint", help="SageMaker's endpoint URL (default: boto3's, AWS_ENDPOINT_URL_SAGEMAKER)"
+    )
+    b.add_argument(
+        "--sagemaker-start-deadline",
+        type=float,
+        default=START_DEADLINE_S,
+        metavar="S",
+        help=f"seconds for SageMaker's job to start before it is stopped (default {START_DEADLINE_S:g})",
+    )
+    b.add_argument(
+        "--one-after-the-other",
+        action="store_true",
+        help="run SageMaker's job first, then Ray's (default: both at once)",
+    )
+    b.add_argument(
+        "--prices", metavar="FILE", help="price table JSON (default: $BATCH_TRANSFORM_PRICES, else built-in)"
+    )
+    b.add_argument("--rel-tol", type=float, default=0.0, help="compare: relative tolerance for numbers")
+    b.add_argument("--abs-tol", type=float, default=0.0, help="compare: absolute tolerance for numbers")
+    b.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    b.set_defaults(func=cmd_benchmark)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from runner.client.fallback import Fallback, SageMakerSettings, run_on_sagemaker
+    from runner.cost.benchmark import (
+        benchmark_report,
+        list_outputs,
+        print_benchmark,
+        ray_side,
+        sagemaker_side,
+        side_requests,
+    )
+    from runner.cost.compare import Tolerance, compare_prefixes, comparison_json
+    from runner.cost.prices import price_table
+    from runner.engine.job import run_job  # imports Ray
+    from runner.jobs.store import TransformJobStatus
+    from runner.storage import storage_for
+
+    request = _load_json(args.job, "job")
+    model_request = _load_json(args.model, "model") if args.model else None
+    prices = price_table(args.prices, os.environ)
+    tolerance = Tolerance(args.rel_tol, args.abs_tol)
+    requests = side_requests(request)
+    config = _config(args)
+    settings = SageMakerSettings(
+        endpoint_url=args.sagemaker_endpoint, start_deadline_s=args.sagemaker_start_deadline
+    )
+
+    def on_sagemaker() -> Any:
+        return run_on_sagemaker(requests["sagemaker"], model_request, config, settings, _note("sagemaker"))
+
+    def on_ray() -> Any:
+        return run_job(requests["ray"], config, model_request=model_request, on_note=_note("ray"))
+
+    how = "one after the other" if args.one_after_the_other else "at once"
+    if args.one_after_the_other:
+        outcome = on_sagemaker()
+        record = on_ray()
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="sagemaker") as pool:
+            future = pool.submit(on_sagemaker)
+            record = on_ray()
+            outcome = future.result()
+    if isinstance(outcome, Fallback):
+        raise BenchmarkError(
+            f"SageMaker could not run {requests['sagemaker']['TransformJobName']} ({outcome.reason}); the "
+            f"Ray side ran as {record.name} ({record.status}): `batch-transform report {record.name}`"
+        )
+    described = dict(outcome.described)
+    sm_out = described["TransformOutput"]["S3OutputPath"]
+    ray_out = requests["ray"]["TransformOutput"]["S3OutputPath"]
+    ray_report = ray_side(record, list_outputs(storage_for(ray_out), ray_out), prices)
+    sm_price = prices.price(str(described["TransformResources"]["InstanceType"]))
+    sm_report = sagemaker_side(
+        described, list_outputs(storage_for(sm_out), sm_out), ray_report["records"], sm_price
+    )
+    both = outcome.completed and record.status is TransformJobStatus.COMPLETED
+    comparison = comparison_json(compare_prefixes(sm_out, ray_out, tolerance)) if both else None
+    report = benchmark_report(sm_report, ray_report, comparison, prices, how)
+    text = json.dumps(report, default=str)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
+        err.print(f"report written to {args.out}", highlight=False)
+    if args.json:
+        out.print_json(text)
+    else:
+        print_benchmark(report, out)
+    return ExitCode.OK if both and report["outputs_equal"] else ExitCode.FAILED
+
+
+def _note(side: str) -> Any:
+    def note(text: str) -> None:
+        err.print(f"{side}: {text}", highlight=False, markup=False)
+
+    return note

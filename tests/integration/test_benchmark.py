@@ -1,0 +1,161 @@
+"""``batch-transform benchmark`` end to end: the CLI (in this process, on the session's Ray) sends the
+request through the unchanged boto3 client to a real ``batch-transform serve`` playing a slow SageMaker
+(``--provisioning-delay``, ``--record-delay``), runs the same request on Ray, and reports both sides as
+measured, priced and compared."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.cli.main import main
+from runner.cost.prices import BUILT_IN
+from runner.storage.embedded import EmbeddedS3Info
+
+from .conftest import SUM_MODEL, job_request, model_request, write_model
+from .test_api import Server, start_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_local")]
+
+PROVISIONING_S = 3.0
+RECORD_DELAY_S = 0.02
+INPUTS = {
+    "in/a.csv": b"1,2,3\n4,5,6\n",
+    "in/nested/b.csv": b"".join(b"%d,%d\n" % (i, i * i) for i in range(50)),
+}
+RECORDS = 52
+
+
+@pytest.fixture(scope="module")
+def slow_sagemaker(s3_server: EmbeddedS3Info, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    import ray
+
+    home = tmp_path_factory.mktemp("slow-sagemaker") / "home"
+    server = start_server(
+        home,
+        s3_server,
+        "--ray-address",
+        ray.get_runtime_context().gcs_address,
+        "--provisioning-delay",
+        str(PROVISIONING_S),
+        "--record-delay",
+        str(RECORD_DELAY_S),
+        # Real SageMaker holds no CPUs of the Ray cluster after a job: keep no workers warm on it.
+        "--warm-pool-seconds",
+        "0",
+    )
+    yield server
+    server.stop()
+    print(server.log.read_text(errors="replace")[-3000:])  # shown by pytest when a test failed
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_client: Any) -> Iterator[str]:
+    name = f"test-benchmark-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=name)
+    for key, body in INPUTS.items():
+        s3_client.put_object(Bucket=name, Key=key, Body=body)
+    yield name
+    s3_client.delete_bucket(Bucket=name)
+
+
+def benchmark(
+    tmp_path: Path, bucket: str, server: Server, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, dict[str, Any]]:
+    monkeypatch.setenv("BATCH_TRANSFORM_HOME", str(tmp_path / "home"))
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    job = job_request(name, bucket, TransformOutput={"S3OutputPath": f"s3://{bucket}/{name}"})
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    model_dir = write_model(tmp_path / "model", SUM_MODEL)
+    (tmp_path / "model.json").write_text(json.dumps(model_request("sum", model_dir)))
+    report = tmp_path / "report.json"
+    argv = ["benchmark", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json")]
+    code = main([*argv, "--sagemaker-endpoint", server.url, "--out", str(report), *args])
+    return code, json.loads(report.read_text())
+
+
+def outputs(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {
+        o["Key"][len(prefix) :]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed
+    }
+
+
+@pytest.mark.parametrize("how", ["at once", "one after the other"])
+def test_benchmark_measures_prices_and_compares_both_sides(
+    how: str,
+    tmp_path: Path,
+    bucket: str,
+    slow_sagemaker: Server,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flags = ["--one-after-the-other"] if how == "one after the other" else []
+    code, report = benchmark(tmp_path, bucket, slow_sagemaker, monkeypatch, *flags)
+    sm, ray = report["sagemaker"], report["ray"]
+    assert code == 0, report
+    assert report["how"] == how
+    assert (sm["TransformJobStatus"], ray["TransformJobStatus"]) == ("Completed", "Completed")
+    name = sm["TransformJobName"].removesuffix("-sagemaker")
+    assert ray["TransformJobName"] == f"{name}-ray"
+
+    # Each side wrote its own prefix, and the outputs are the same records.
+    written = {side: outputs(s3_client, bucket, f"{name}/{side}/") for side in ("sagemaker", "ray")}
+    assert sorted(written["sagemaker"]) == ["a.csv.out", "nested/b.csv.out"]
+    assert written["sagemaker"] == written["ray"]
+    assert written["ray"]["a.csv.out"] == b"6\n15\n"
+    assert report["outputs_equal"] is True
+    assert report["compare"]["records_compared"] == RECORDS
+
+    # SageMaker's provisioning and per-record time are measured from its own times, not assumed.
+    assert sm["provisioning_s"] >= PROVISIONING_S
+    assert ray["provisioning_s"] < sm["provisioning_s"]
+    assert sm["transform_s"] >= RECORD_DELAY_S * RECORDS / 2  # two workers (MaxConcurrentTransforms unset)
+    assert sm["time_to_result_s"] >= sm["provisioning_s"] + sm["transform_s"] - 0.01
+    assert report["ratios"]["time_to_result"] > 1
+    # First outputs, from S3's LastModified (whole seconds): SageMaker's after its provisioning.
+    assert sm["first_output_s"] >= PROVISIONING_S - 1
+    assert ray["first_output_s"] is not None and ray["first_output_s"] <= ray["time_to_result_s"] + 1
+    assert sm["outputs"]["objects"] == ray["outputs"]["objects"] == 2
+
+    # Records: the Ray side counted them; SageMaker's rate uses that count over its own span.
+    assert ray["records"] == sm["records"] == RECORDS
+    assert sm["records_per_s"] == pytest.approx(RECORDS / sm["transform_s"], rel=0.01)
+
+    # Cost: SageMaker bills start -> end at the ml price, Ray holds its node created -> end at EC2's.
+    price = BUILT_IN.price("ml.m5.large")
+    assert sm["billed_instance_seconds"] == pytest.approx(sm["transform_s"], abs=0.002)
+    assert sm["usd"] == pytest.approx(
+        sm["billed_instance_seconds"] * price.sagemaker_usd_per_hour / 3600, rel=1e-3
+    )
+    assert ray["node_seconds"] == pytest.approx(ray["time_to_result_s"], abs=0.002)
+    assert ray["usd"] == pytest.approx(ray["node_seconds"] * price.ec2_usd_per_hour / 3600, rel=1e-3)
+    assert sm["usd_per_million_records"] == pytest.approx(sm["usd"] / RECORDS * 1e6)
+    assert ray["node_type"] == "m5.large" and ray["nodes_used"]
+    assert sm["price_source"] and ray["price_source"]
+
+
+def test_benchmark_says_when_sagemaker_cannot_run_it(
+    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("BATCH_TRANSFORM_HOME", str(tmp_path / "home"))
+    job = job_request("bench-closed", bucket, TransformOutput={"S3OutputPath": f"s3://{bucket}/closed"})
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    model_dir = write_model(tmp_path / "model", SUM_MODEL)
+    (tmp_path / "model.json").write_text(json.dumps(model_request("sum", model_dir)))
+    argv = ["benchmark", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json")]
+    code = main([*argv, "--sagemaker-endpoint", closed, "--one-after-the-other"])
+    err = capsys.readouterr().err
+    assert code == 3  # an error, not a job outcome: nothing to compare
+    assert "SageMaker could not run bench-closed-sagemaker (CreateModel: Could not connect" in err
+    assert "the Ray side ran as bench-closed-ray (Completed)" in err
