@@ -65,19 +65,10 @@ def add_benchmark_parser(sub: Any) -> None:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from runner.client.fallback import Fallback, SageMakerSettings, run_on_sagemaker
-    from runner.cost.benchmark import (
-        benchmark_report,
-        list_outputs,
-        print_benchmark,
-        ray_side,
-        sagemaker_side,
-        side_requests,
-    )
-    from runner.cost.compare import Tolerance, compare_prefixes, comparison_json
+    from runner.cost.benchmark import measure, side_requests
+    from runner.cost.compare import Tolerance
     from runner.cost.prices import price_table
     from runner.engine.job import run_job  # imports Ray
-    from runner.jobs.store import TransformJobStatus
-    from runner.storage import storage_for
 
     request = _load_json(args.job, "job")
     model_request = _load_json(args.model, "model") if args.model else None
@@ -109,26 +100,22 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             f"SageMaker could not run {requests['sagemaker']['TransformJobName']} ({outcome.reason}); the "
             f"Ray side ran as {record.name} ({record.status}): `batch-transform report {record.name}`"
         )
-    described = dict(outcome.described)
-    sm_out = described["TransformOutput"]["S3OutputPath"]
-    ray_out = requests["ray"]["TransformOutput"]["S3OutputPath"]
-    ray_report = ray_side(record, list_outputs(storage_for(ray_out), ray_out), prices)
-    sm_price = prices.price(str(described["TransformResources"]["InstanceType"]))
-    sm_report = sagemaker_side(
-        described, list_outputs(storage_for(sm_out), sm_out), ray_report["records"], sm_price
-    )
-    both = outcome.completed and record.status is TransformJobStatus.COMPLETED
-    comparison = comparison_json(compare_prefixes(sm_out, ray_out, tolerance)) if both else None
-    report = benchmark_report(sm_report, ray_report, comparison, prices, how)
-    text = json.dumps(report, default=str)
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
-        err.print(f"report written to {args.out}", highlight=False)
-    if args.json:
-        out.print_json(text)
+    report = measure(outcome.described, record, prices, tolerance, how)
+    return show_benchmark(report, args.json, args.out)
+
+
+def show_benchmark(report: dict[str, Any], as_json: bool, path: str | None) -> int:
+    """Print the report (and write it to ``path``); OK when both sides completed with equal outputs."""
+    from runner.cost.benchmark import print_benchmark
+
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1, default=str) + "\n")
+        err.print(f"report written to {path}", highlight=False)
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
     else:
         print_benchmark(report, out)
-    return ExitCode.OK if both and report["outputs_equal"] else ExitCode.FAILED
+    return ExitCode.OK if report["outputs_equal"] else ExitCode.FAILED
 
 
 def _note(side: str) -> Any:

@@ -26,6 +26,21 @@ def add_cost_parsers(sub: Any) -> None:
         "--png", metavar="FILE", help="also plot the timeline and costs to FILE (needs matplotlib)"
     )
     rep.add_argument("--prices", metavar="FILE", help=PRICES_HELP)
+    rep.add_argument(
+        "--sagemaker-job",
+        metavar="NAME",
+        help="put this SageMaker transform job (DescribeTransformJob through boto3) beside the job: both "
+        "measured, priced and their outputs compared, as `benchmark` reports them",
+    )
+    rep.add_argument(
+        "--sagemaker-endpoint", help="with --sagemaker-job: SageMaker's endpoint URL (default: boto3's)"
+    )
+    rep.add_argument(
+        "--rel-tol", type=float, default=0.0, help="with --sagemaker-job: compare's relative tolerance"
+    )
+    rep.add_argument(
+        "--abs-tol", type=float, default=0.0, help="with --sagemaker-job: compare's absolute tolerance"
+    )
     rep.set_defaults(func=cmd_report)
 
     prices = sub.add_parser(
@@ -55,6 +70,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except PriceTableError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return ExitCode.INVALID
+    if args.sagemaker_job:
+        return _report_beside_sagemaker(args, record, prices)
     report = build_report(record, prices)
     if args.png:
         try:
@@ -68,6 +85,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print_report(report, out)
     return ExitCode.OK
+
+
+def _report_beside_sagemaker(args: argparse.Namespace, record: Any, prices: Any) -> int:
+    from runner.cli.benchmark import show_benchmark
+    from runner.client.fallback import SageMakerSettings, describe_on_sagemaker
+    from runner.cost.benchmark import measure
+    from runner.cost.compare import Tolerance
+
+    if args.png:
+        err.print("error: --png does not go with --sagemaker-job", highlight=False, markup=False)
+        return ExitCode.INVALID
+    described = describe_on_sagemaker(
+        args.sagemaker_job, SageMakerSettings(endpoint_url=args.sagemaker_endpoint)
+    )
+    report = measure(described, record, prices, Tolerance(args.rel_tol, args.abs_tol), "existing jobs")
+    return show_benchmark(report, args.json, None)
 
 
 def cmd_prices(args: argparse.Namespace) -> int:

@@ -188,6 +188,16 @@ def run_on_sagemaker(
     return _follow(client, name, settings, note)
 
 
+def describe_on_sagemaker(name: str, settings: SageMakerSettings) -> dict[str, Any]:
+    """DescribeTransformJob of a job on SageMaker; an outage or a refusal is a RunnerError naming it."""
+    try:
+        return _call(sagemaker_client(settings), "DescribeTransformJob", {"TransformJobName": name})
+    except _Unavailable as e:
+        raise RunnerError(f"SageMaker is unavailable: {e.reason}") from None
+    except JobError as e:  # SageMaker's "Requested resource not found." names no job
+        raise JobError(f"{e} (transform job {name!r})") from None
+
+
 def sagemaker_client(settings: SageMakerSettings) -> Any:
     import boto3
     from botocore.config import Config

@@ -32,11 +32,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from runner.cost.compare import OUTPUT_SUFFIX
+from runner.cost.compare import OUTPUT_SUFFIX, Tolerance, compare_prefixes, comparison_json
 from runner.cost.prices import InstancePrice, PriceTable, ec2_twin
 from runner.cost.report import build_report
-from runner.jobs.store import JobRecord
-from runner.storage import Storage
+from runner.jobs.store import JobRecord, TransformJobStatus
+from runner.storage import Storage, storage_for
 
 MAX_NAME = 63
 SIDES = ("sagemaker", "ray")
@@ -185,6 +185,23 @@ def ray_side(record: JobRecord, outputs: Outputs, prices: PriceTable) -> dict[st
         "usd_per_million_records": _per_million(cost["runner_usd"], records),
         "price_source": price.ec2_source or price.note or "no price",
     }
+
+
+def measure(
+    described: Mapping[str, Any], record: JobRecord, prices: PriceTable, tolerance: Tolerance, how: str
+) -> dict[str, Any]:
+    """The report of a SageMaker job (its DescribeTransformJob answer) beside a Ray job of the same
+    request: each side's outputs listed, both priced, the outputs compared when both completed."""
+    sm_out = str(described["TransformOutput"]["S3OutputPath"])
+    ray_out = str(record.describe()["TransformOutput"]["S3OutputPath"])
+    ray = ray_side(record, list_outputs(storage_for(ray_out), ray_out), prices)
+    price = prices.price(str(described["TransformResources"]["InstanceType"]))
+    sagemaker = sagemaker_side(described, list_outputs(storage_for(sm_out), sm_out), ray["records"], price)
+    both = (
+        described.get("TransformJobStatus") == "Completed" and record.status is TransformJobStatus.COMPLETED
+    )
+    comparison = comparison_json(compare_prefixes(sm_out, ray_out, tolerance)) if both else None
+    return benchmark_report(sagemaker, ray, comparison, prices, how)
 
 
 def benchmark_report(

@@ -94,6 +94,7 @@ def test_benchmark_measures_prices_and_compares_both_sides(
     slow_sagemaker: Server,
     s3_client: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     flags = ["--one-after-the-other"] if how == "one after the other" else []
     code, report = benchmark(tmp_path, bucket, slow_sagemaker, monkeypatch, *flags)
@@ -138,6 +139,34 @@ def test_benchmark_measures_prices_and_compares_both_sides(
     assert sm["usd_per_million_records"] == pytest.approx(sm["usd"] / RECORDS * 1e6)
     assert ray["node_type"] == "m5.large" and ray["nodes_used"]
     assert sm["price_source"] and ray["price_source"]
+
+    # `report --sagemaker-job` puts the same two jobs side by side again, from their records alone.
+    capsys.readouterr()
+    argv = ["report", ray["TransformJobName"], "--sagemaker-job", sm["TransformJobName"], "--json"]
+    assert main([*argv, "--sagemaker-endpoint", slow_sagemaker.url]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["how"] == "existing jobs" and again["outputs_equal"] is True
+    for side in ("sagemaker", "ray"):
+        for key in ("provisioning_s", "transform_s", "time_to_result_s", "first_output_s", "usd"):
+            assert again[side][key] == report[side][key], (side, key)
+
+
+def test_report_names_a_sagemaker_job_it_cannot_find(
+    tmp_path: Path,
+    bucket: str,
+    slow_sagemaker: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, report = benchmark(tmp_path, bucket, slow_sagemaker, monkeypatch, "--one-after-the-other")
+    assert code == 0
+    capsys.readouterr()
+    argv = ["report", report["ray"]["TransformJobName"], "--sagemaker-job", "no-such-job"]
+    assert main([*argv, "--sagemaker-endpoint", slow_sagemaker.url]) == 2
+    assert capsys.readouterr().err == (
+        "ValidationException: SageMaker DescribeTransformJob: Requested resource not found. "
+        "(transform job 'no-such-job')\n"
+    )
 
 
 def test_benchmark_says_when_sagemaker_cannot_run_it(
