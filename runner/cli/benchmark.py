@@ -67,12 +67,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from runner.client.fallback import Fallback, SageMakerSettings, run_on_sagemaker
     from runner.cost.benchmark import measure, side_requests
     from runner.cost.compare import Tolerance
+    from runner.cost.price_api import cache_path
     from runner.cost.prices import price_table
     from runner.engine.job import run_job  # imports Ray
 
     request = _load_json(args.job, "job")
     model_request = _load_json(args.model, "model") if args.model else None
-    prices = price_table(args.prices, os.environ)
+    prices = price_table(args.prices, os.environ, cache_path(_config(args).data_dir))
     tolerance = Tolerance(args.rel_tol, args.abs_tol)
     requests = side_requests(request)
     config = _config(args)

@@ -57,16 +57,34 @@ def add_cost_parsers(sub: Any) -> None:
     imp.add_argument("offer_file", help="the downloaded offer file (JSON)")
     imp.add_argument("--region", help="the region to take (default: the file's only one)")
     imp.add_argument("--out", metavar="FILE", help="write the table to FILE (default: print it)")
+    fetch = psub.add_parser(
+        "fetch",
+        help="ask AWS's Price List Query API (boto3 pricing GetProducts, standard AWS configuration) for "
+        "SageMaker Batch Transform and EC2 on-demand prices, and cache them for report and benchmark",
+    )
+    fetch.add_argument("--region", help="the region to price (default: boto3's region, else us-east-1)")
+    fetch.add_argument(
+        "--types",
+        nargs="+",
+        metavar="ML_TYPE",
+        help="only these ml instance types (default: every one SageMaker prices for Batch Transform)",
+    )
+    fetch.add_argument(
+        "--endpoint-region",
+        default=None,
+        help="the Price List API endpoint's region: us-east-1 (default), eu-central-1 or ap-south-1",
+    )
     prices.set_defaults(func=cmd_prices)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from runner.cost.price_api import cache_path
     from runner.cost.prices import PriceTableError, price_table
     from runner.cost.report import build_report, plot_report, print_report
 
     record = JobStore(_config(args).store_path).get_job(args.name)
     try:
-        prices = price_table(args.prices, os.environ)
+        prices = price_table(args.prices, os.environ, cache_path(_config(args).data_dir))
     except PriceTableError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return ExitCode.INVALID
@@ -87,6 +105,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _fetch_prices(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from runner.cost import price_api
+    from runner.cost.prices import PriceTableError
+
+    region = args.region or boto3.session.Session().region_name or "us-east-1"
+    client = price_api.pricing_client(args.endpoint_region or price_api.PRICING_ENDPOINT_REGION)
+    try:
+        fetched = price_api.fetch_prices(client, region, args.types)
+    except PriceTableError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return ExitCode.INVALID
+    except (BotoCoreError, ClientError) as e:  # no credentials, no access, an outage
+        err.print(f"error: the Price List API did not answer: {e}", highlight=False, markup=False)
+        return ExitCode.ERROR
+    table = fetched.table
+    path = price_api.write_cache(table, price_api.cache_path(_config(args).data_dir))
+    for name, why in fetched.unpriced.items():
+        err.print(f"not priced: {name}: {why}", highlight=False, markup=False)
+    full = len(table.prices) - len(fetched.unpriced)
+    err.print(
+        f"{full} of {len(table.prices)} ml types priced on both sides for {region} "
+        f"(published {table.as_of}); cached in {path}: report and benchmark use it before --prices "
+        "and the built-in table",
+        highlight=False,
+    )
+    return ExitCode.OK
+
+
 def _report_beside_sagemaker(args: argparse.Namespace, record: Any, prices: Any) -> int:
     from runner.cli.benchmark import show_benchmark
     from runner.client.fallback import SageMakerSettings, describe_on_sagemaker
@@ -104,12 +153,15 @@ def _report_beside_sagemaker(args: argparse.Namespace, record: Any, prices: Any)
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
+    from runner.cost.price_api import cache_path
     from runner.cost.price_list import import_offer_file
     from runner.cost.prices import PriceTableError, price_table
 
+    if args.prices_command == "fetch":
+        return _fetch_prices(args)
     try:
         if args.prices_command == "show":
-            table = price_table(args.prices, os.environ)
+            table = price_table(args.prices, os.environ, cache_path(_config(args).data_dir))
         else:
             table = import_offer_file(args.offer_file, args.region)
     except PriceTableError as e:

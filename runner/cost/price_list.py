@@ -50,7 +50,7 @@ def import_offer_file(path: str | Path, region: str | None = None) -> PriceTable
     products, terms = data.get("products"), (data.get("terms") or {}).get("OnDemand")
     if not isinstance(products, Mapping) or not isinstance(terms, Mapping):
         raise PriceTableError(f"offer file {path}: no 'products' and 'terms.OnDemand' objects")
-    rows = _transform_products(products)
+    rows = transform_products(products)
     regions = sorted({r for r, _ in rows.values()})
     if not regions:
         raise PriceTableError(
@@ -67,7 +67,7 @@ def import_offer_file(path: str | Path, region: str | None = None) -> PriceTable
     found: dict[str, set[float]] = {}
     for sku, (sku_region, instance_type) in rows.items():
         if sku_region == region:
-            for usd in _hourly_usd(terms.get(sku)):
+            for usd in hourly_usd(terms.get(sku)):
                 found.setdefault(instance_type, set()).add(usd)
     if not found:
         raise PriceTableError(
@@ -81,7 +81,7 @@ def import_offer_file(path: str | Path, region: str | None = None) -> PriceTable
     return _merge(region, str(data.get("publicationDate") or "undated")[:10], source, found)
 
 
-def _transform_products(products: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+def transform_products(products: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """SKU -> (region, ml instance type) for every Batch Transform instance product."""
     out = {}
     for sku, product in products.items():
@@ -107,7 +107,7 @@ def _instance_type(attributes: Mapping[str, Any]) -> str | None:
     return after if after.startswith("ml.") else None
 
 
-def _hourly_usd(offers: Any) -> list[float]:
+def hourly_usd(offers: Any) -> list[float]:
     out = []
     for term in (offers or {}).values():
         for dimension in (term.get("priceDimensions") or {}).values():

@@ -310,10 +310,52 @@ def load_price_table(path: str | Path) -> PriceTable:
     return parse_price_table(data, str(path))
 
 
-def price_table(path: str | None = None, environ: Mapping[str, str] | None = None) -> PriceTable:
-    """``path`` if given, else ``$BATCH_TRANSFORM_PRICES`` if set, else the built-in table."""
+def price_table(
+    path: str | None = None, environ: Mapping[str, str] | None = None, cache: Path | None = None
+) -> PriceTable:
+    """The prices ``report`` and ``benchmark`` use, layered: the Price List API's answer cached by
+    ``prices fetch`` (``cache``, where it exists), then ``path`` (else ``$BATCH_TRANSFORM_PRICES``),
+    then the built-in table. Each price comes from the highest layer that has it and keeps its source.
+    A lower layer of another region is left out (its prices are not this region's)."""
     chosen = path or (environ or {}).get(PRICES_ENV)
-    return load_price_table(chosen) if chosen else BUILT_IN
+    layers = [load_price_table(cache)] if cache is not None and cache.is_file() else []
+    if chosen:
+        layers.append(load_price_table(chosen))
+    layers.append(BUILT_IN)
+    table = layers[0]
+    for lower in layers[1:]:
+        if lower.region == table.region:
+            table = overlay(table, lower)
+    return table
+
+
+def overlay(upper: PriceTable, lower: PriceTable) -> PriceTable:
+    """``upper``'s prices, each side it lacks taken from ``lower`` with ``lower``'s source."""
+    prices: dict[str, InstancePrice] = {}
+    for name in sorted(set(upper.prices) | set(lower.prices)):
+        a, b = upper.prices.get(name), lower.prices.get(name)
+        if a is None or b is None:
+            only = a if a is not None else b
+            assert only is not None  # the name is in one of the two
+            prices[name] = only
+            continue
+        sagemaker = (a.sagemaker_usd_per_hour, a.sagemaker_source)
+        if sagemaker[0] is None:
+            sagemaker = (b.sagemaker_usd_per_hour, b.sagemaker_source)
+        ec2 = (a.ec2_usd_per_hour, a.ec2_source)
+        if ec2[0] is None:
+            ec2 = (b.ec2_usd_per_hour, b.ec2_source)
+        note = "" if sagemaker[0] is not None and ec2[0] is not None else (a.note or b.note)
+        prices[name] = InstancePrice(sagemaker[0], ec2[0], note, sagemaker[1], ec2[1])
+    sources = tuple(dict.fromkeys((*upper.sources, *lower.sources)))
+    return PriceTable(
+        upper.region,
+        upper.as_of,
+        sources,
+        MappingProxyType(prices),
+        origin=f"{upper.origin}, then {lower.origin}",
+        currency=upper.currency,
+    )
 
 
 if __name__ == "__main__":
