@@ -22,6 +22,10 @@ from runner.cli.console import err, out
 from runner.cli.exit_codes import ExitCode
 from runner.errors import RunnerError
 
+NODE_PRICE_HELP = (
+    "the hourly price of a Ray node type (as its labels name it; '*' for any node without a price); "
+    "repeatable; default: the price table's EC2 price of the type"
+)
 # A benchmark waits for SageMaker's instances as long as they take; past this it gives up.
 START_DEADLINE_S = 3600.0
 
@@ -56,6 +60,7 @@ def add_benchmark_parser(sub: Any) -> None:
     b.add_argument(
         "--prices", metavar="FILE", help="price table JSON (default: $BATCH_TRANSFORM_PRICES, else built-in)"
     )
+    b.add_argument("--node-price", action="append", metavar="TYPE=USD_PER_HOUR", help=NODE_PRICE_HELP)
     b.add_argument("--rel-tol", type=float, default=0.0, help="compare: relative tolerance for numbers")
     b.add_argument("--abs-tol", type=float, default=0.0, help="compare: absolute tolerance for numbers")
     b.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
@@ -69,11 +74,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from runner.cost.compare import Tolerance
     from runner.cost.price_api import cache_path
     from runner.cost.prices import price_table
+    from runner.cost.report import parse_node_prices
     from runner.engine.job import run_job  # imports Ray
 
     request = _load_json(args.job, "job")
     model_request = _load_json(args.model, "model") if args.model else None
     prices = price_table(args.prices, os.environ, cache_path(_config(args).data_dir))
+    try:
+        node_prices = parse_node_prices(args.node_price)
+    except ValueError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return ExitCode.INVALID
     tolerance = Tolerance(args.rel_tol, args.abs_tol)
     requests = side_requests(request)
     config = _config(args)
@@ -101,7 +112,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             f"SageMaker could not run {requests['sagemaker']['TransformJobName']} ({outcome.reason}); the "
             f"Ray side ran as {record.name} ({record.status}): `batch-transform report {record.name}`"
         )
-    report = measure(outcome.described, record, prices, tolerance, how)
+    report = measure(outcome.described, record, prices, tolerance, how, node_prices)
     return show_benchmark(report, args.json, args.out)
 
 

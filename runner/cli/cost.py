@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.args import _config
+from runner.cli.benchmark import NODE_PRICE_HELP
 from runner.cli.console import err, out
 from runner.cli.exit_codes import ExitCode
 from runner.errors import MissingExtraError
@@ -26,6 +27,7 @@ def add_cost_parsers(sub: Any) -> None:
         "--png", metavar="FILE", help="also plot the timeline and costs to FILE (needs matplotlib)"
     )
     rep.add_argument("--prices", metavar="FILE", help=PRICES_HELP)
+    rep.add_argument("--node-price", action="append", metavar="TYPE=USD_PER_HOUR", help=NODE_PRICE_HELP)
     rep.add_argument(
         "--sagemaker-job",
         metavar="NAME",
@@ -80,17 +82,18 @@ def add_cost_parsers(sub: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.cost.price_api import cache_path
     from runner.cost.prices import PriceTableError, price_table
-    from runner.cost.report import build_report, plot_report, print_report
+    from runner.cost.report import build_report, parse_node_prices, plot_report, print_report
 
     record = JobStore(_config(args).store_path).get_job(args.name)
     try:
         prices = price_table(args.prices, os.environ, cache_path(_config(args).data_dir))
-    except PriceTableError as e:
+        node_prices = parse_node_prices(args.node_price)
+    except (PriceTableError, ValueError) as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return ExitCode.INVALID
     if args.sagemaker_job:
-        return _report_beside_sagemaker(args, record, prices)
-    report = build_report(record, prices)
+        return _report_beside_sagemaker(args, record, prices, node_prices)
+    report = build_report(record, prices, node_prices=node_prices)
     if args.png:
         try:
             path = plot_report(report, args.png)
@@ -136,7 +139,9 @@ def _fetch_prices(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _report_beside_sagemaker(args: argparse.Namespace, record: Any, prices: Any) -> int:
+def _report_beside_sagemaker(
+    args: argparse.Namespace, record: Any, prices: Any, node_prices: dict[str, float]
+) -> int:
     from runner.cli.benchmark import show_benchmark
     from runner.client.fallback import SageMakerSettings, describe_on_sagemaker
     from runner.cost.benchmark import measure
@@ -148,7 +153,8 @@ def _report_beside_sagemaker(args: argparse.Namespace, record: Any, prices: Any)
     described = describe_on_sagemaker(
         args.sagemaker_job, SageMakerSettings(endpoint_url=args.sagemaker_endpoint)
     )
-    report = measure(described, record, prices, Tolerance(args.rel_tol, args.abs_tol), "existing jobs")
+    tolerance = Tolerance(args.rel_tol, args.abs_tol)
+    report = measure(described, record, prices, tolerance, "existing jobs", node_prices)
     return show_benchmark(report, args.json, None)
 
 

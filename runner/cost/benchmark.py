@@ -164,37 +164,62 @@ def sagemaker_side(
     }
 
 
-def ray_side(record: JobRecord, outputs: Outputs, prices: PriceTable) -> dict[str, Any]:
-    """The Ray job as the runner recorded it, its nodes held over CreationTime -> TransformEndTime."""
-    report = build_report(record, prices)
+def ray_side(
+    record: JobRecord, outputs: Outputs, prices: PriceTable, node_prices: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """The Ray job as the runner recorded it, its nodes held over CreationTime -> TransformEndTime:
+    priced per node at its own type where every node's type and price are known (``report.py``),
+    else per instance at the ml type's EC2 twin; ``pricing`` says which."""
+    report = build_report(record, prices, node_prices=node_prices)
     described = record.describe()
     records = report["throughput"]["records"]
-    price = prices.price(str((described.get("TransformResources") or {}).get("InstanceType", "?")))
-    side = _side(described, outputs, records, price.ec2_usd_per_hour)
     cost = report["cost"]
-    nodes = sorted({str(w["node_id"]) for w in report["workers"] if w["node_id"]})
+    by_node = cost["runner_node_seconds"] is not None
+    nodes = cost["runner_nodes"]
+    if by_node:
+        usd_per_hour = sum(n["usd_per_hour"] * n["share"] for n in nodes)
+        node_type = ", ".join(sorted({str(n["node_type"] or "type unknown") for n in nodes}))
+        sources = sorted({str(n["price_source"]) for n in nodes})
+        source = "; ".join(sources)
+    else:
+        price = prices.price(str(cost["instance_type"]))
+        usd_per_hour = (
+            None if price.ec2_usd_per_hour is None else price.ec2_usd_per_hour * cost["instance_count"]
+        )
+        node_type = ec2_twin(str(cost["instance_type"]))
+        source = price.ec2_source or price.note or "no price"
+    side = _side(described, outputs, records, usd_per_hour)
+    used = [n["node_id"] for n in nodes] or sorted(
+        {str(w["node_id"]) for w in report["workers"] if w["node_id"]}
+    )
     return {
         **side,
-        "node_type": ec2_twin(str(side["instance_type"])),
-        "node_type_source": "the EC2 twin of the request's instance type",
-        "nodes_used": nodes,
+        "node_type": node_type,
+        "nodes_used": used,
         "workers": len(report["workers"]),
-        "node_seconds": cost["runner_instance_seconds"],
+        "node_seconds": cost["runner_node_seconds"] if by_node else cost["runner_instance_seconds"],
         "held_span": "CreationTime -> TransformEndTime",
+        "pricing": cost["runner_pricing"],
+        "nodes": nodes,
         "usd": cost["runner_usd"],
         "usd_per_million_records": _per_million(cost["runner_usd"], records),
-        "price_source": price.ec2_source or price.note or "no price",
+        "price_source": source,
     }
 
 
 def measure(
-    described: Mapping[str, Any], record: JobRecord, prices: PriceTable, tolerance: Tolerance, how: str
+    described: Mapping[str, Any],
+    record: JobRecord,
+    prices: PriceTable,
+    tolerance: Tolerance,
+    how: str,
+    node_prices: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The report of a SageMaker job (its DescribeTransformJob answer) beside a Ray job of the same
     request: each side's outputs listed, both priced, the outputs compared when both completed."""
     sm_out = str(described["TransformOutput"]["S3OutputPath"])
     ray_out = str(record.describe()["TransformOutput"]["S3OutputPath"])
-    ray = ray_side(record, list_outputs(storage_for(ray_out), ray_out), prices)
+    ray = ray_side(record, list_outputs(storage_for(ray_out), ray_out), prices, node_prices)
     price = prices.price(str(described["TransformResources"]["InstanceType"]))
     sagemaker = sagemaker_side(described, list_outputs(storage_for(sm_out), sm_out), ray["records"], price)
     both = (
@@ -311,4 +336,5 @@ def print_benchmark(report: Mapping[str, Any], console: Console) -> None:
             )
     console.print(f"SageMaker price: {sm['price_source']}", highlight=False, markup=False)
     console.print(f"Ray node price: {ray['price_source']}", highlight=False, markup=False)
+    console.print(f"Ray cost: {ray['pricing']}", highlight=False, markup=False)
     console.print(f"records: {sm['records_source']}", highlight=False, markup=False)

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from runner.cost.prices import PriceTable, ec2_twin
 from runner.extras import require
-from runner.jobs.counters import JobCounters
+from runner.jobs.counters import NODE_TYPE_LABELS, JobCounters, NodeUse
 from runner.jobs.store import JobRecord
 
 MB = 1e6
@@ -51,8 +51,75 @@ def _r(v: float | None, digits: int = 3) -> float | None:
     return None if v is None else round(v, digits)
 
 
+ANY_NODE = "*"
+
+
+def parse_node_prices(items: list[str] | None) -> dict[str, float]:
+    """``--node-price TYPE=USD_PER_HOUR`` (``*`` for any node whose type has no price)."""
+    out: dict[str, float] = {}
+    for item in items or ():
+        node_type, _, usd = item.partition("=")
+        try:
+            value = float(usd)
+        except ValueError:
+            value = -1.0
+        if not node_type or value < 0:
+            raise ValueError(
+                f"--node-price {item!r}: expected TYPE=USD_PER_HOUR, e.g. m5.xlarge=0.192 "
+                "(or '*=0.10' for any node)"
+            )
+        out[node_type] = value
+    return out
+
+
+def node_costs(
+    nodes: tuple[NodeUse, ...] | None,
+    held_s: float,
+    prices: PriceTable,
+    node_prices: Mapping[str, float],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Each node the job held, priced at its own type for the job's share of it over ``held_s``; and
+    why that is not possible (no node known, a node without a type or a price), else None."""
+    if not nodes:
+        return [], "the job recorded no nodes"
+    out, missing = [], []
+    for node in nodes:
+        usd, source = None, None
+        if node.node_type is not None and node.node_type in node_prices:
+            usd, source = node_prices[node.node_type], "--node-price"
+        elif node.node_type is not None and prices.price(f"ml.{node.node_type}").ec2_usd_per_hour is not None:
+            price = prices.price(f"ml.{node.node_type}")
+            usd, source = price.ec2_usd_per_hour, price.ec2_source or prices.origin
+        elif ANY_NODE in node_prices:
+            usd, source = node_prices[ANY_NODE], "--node-price *"
+        if usd is None:
+            missing.append(f"node {node.node_id[:12]} ({node.node_type or 'type unknown'})")
+        out.append(
+            {
+                "node_id": node.node_id,
+                "node_type": node.node_type,
+                "node_type_source": node.node_type_source,
+                "share": round(node.share, 4),
+                "node_seconds": _r(node.share * held_s),
+                "usd_per_hour": usd,
+                "price_source": source,
+                "usd": None if usd is None else node.share * held_s * usd / 3600,
+            }
+        )
+    if missing:
+        return out, (
+            f"no price for {', '.join(missing)}: name its type with a node label "
+            f"({', '.join(NODE_TYPE_LABELS)}) or give --node-price TYPE=USD/h ('*' for any node)"
+        )
+    return out, None
+
+
 def build_report(
-    record: JobRecord, prices: PriceTable, now: float | None = None, startup_s: float | None = None
+    record: JobRecord,
+    prices: PriceTable,
+    now: float | None = None,
+    startup_s: float | None = None,
+    node_prices: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The report as plain data. Seconds in ``timeline`` count from CreationTime."""
     d = record.describe()
@@ -120,7 +187,21 @@ def build_report(
     startup = SAGEMAKER_STARTUP_ASSUMED_S if startup_s is None else startup_s
     runner_seconds = count * (end - created)
     sagemaker_seconds = None if run_s is None else count * run_s
-    runner_usd = None if price.ec2_usd_per_hour is None else runner_seconds * price.ec2_usd_per_hour / 3600
+    nodes, why_not = node_costs(c.nodes, end - created, prices, node_prices or {})
+    if why_not is None:
+        runner_usd: float | None = sum(n["usd"] for n in nodes)
+        runner_pricing = (
+            f"the {len(nodes)} node(s) the job held, each at its own type's price for the job's share "
+            "of it (CPUs or GPUs reserved), created -> end"
+        )
+    else:
+        runner_usd = (
+            None if price.ec2_usd_per_hour is None else runner_seconds * price.ec2_usd_per_hour / 3600
+        )
+        runner_pricing = (
+            f"InstanceCount x the EC2 twin ({ec2_twin(instance_type)}) of the ml type, created -> end, "
+            f"since the nodes cannot be priced: {why_not}"
+        )
     sagemaker_usd = (
         None
         if price.sagemaker_usd_per_hour is None or sagemaker_seconds is None
@@ -144,6 +225,9 @@ def build_report(
         "ec2_usd_per_hour": price.ec2_usd_per_hour,
         "sagemaker_usd_per_hour": price.sagemaker_usd_per_hour,
         "runner_instance_seconds": _r(runner_seconds),
+        "runner_pricing": runner_pricing,
+        "runner_nodes": nodes,
+        "runner_node_seconds": _r(sum(n["node_seconds"] or 0.0 for n in nodes)) if why_not is None else None,
         "runner_usd": runner_usd,
         "sagemaker_billed_seconds": _r(sagemaker_seconds),
         "sagemaker_usd": sagemaker_usd,
@@ -233,6 +317,16 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
     )
     ct.add_row("cost if start-up were billed", "", _usd(cost["sagemaker_usd_with_startup"]))
     console.print(ct)
+    console.print(f"This run's cost: {cost['runner_pricing']}", highlight=False, markup=False)
+    for n in cost["runner_nodes"]:
+        console.print(
+            f"  node {n['node_id'][:12]}: {n['node_type'] or 'type unknown'}"
+            + (f" ({n['node_type_source']})" if n["node_type_source"] else "")
+            + f", share {n['share']:.0%}, {_usd(n['usd_per_hour'])}/h ({n['price_source'] or 'no price'}), "
+            f"{_usd(n['usd'])}",
+            highlight=False,
+            markup=False,
+        )
     console.print(f"SageMaker start-up: {cost['sagemaker_startup_source']}", highlight=False, markup=False)
     for source in cost["price_sources"]:
         console.print(f"Prices: {source}", highlight=False, markup=False)

@@ -481,6 +481,7 @@ def _execute(
         stopped = should_stop is not None and should_stop() and len(results) < len(job.objects)
         # Busy workers of a stopped job would answer only after their payloads.
         worker_stats = [] if stopped else workers.pool.stats()
+        nodes = workers.pool.nodes_held()  # before shutdown removes the placement groups
         # Kept warm only when nothing went wrong: a lost or replaced worker, a failed object.
         park = (
             workers.warm
@@ -497,6 +498,7 @@ def _execute(
     counters = replace(
         counters_of(job, results, reads=reads),
         workers=tuple(worker_stats),
+        nodes=nodes,
         model_runtime=_runtime_of(workers.pool),
         execution_parameters_ignored=workers.parameters_ignored or None,
     )

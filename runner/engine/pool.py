@@ -28,7 +28,7 @@ from runner.engine.calls import ray_get
 from runner.engine.replacer import ReplacerHandle
 from runner.engine.worker import WorkerTemplate, start_worker
 from runner.errors import WorkerStartupError
-from runner.jobs.counters import WorkerInfo
+from runner.jobs.counters import NodeUse, WorkerInfo, node_type_of
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,38 @@ class WorkerPool:
             pool.shutdown()
             raise
         return pool
+
+    def nodes_held(self) -> tuple[NodeUse, ...]:
+        """The nodes this pool's instances hold, each with its type (labels, ``ml.*`` resource), size
+        and the CPUs/GPUs the instances reserve on it, for pricing what a job occupied."""
+        from ray.util.placement_group import placement_group_table
+
+        held: dict[str, dict[str, float]] = {}
+        for group in self.groups:
+            table = placement_group_table(group)
+            for index, node_id in (table.get("bundles_to_node_id") or {}).items():
+                bundle = (table.get("bundles") or {}).get(index) or {}
+                use = held.setdefault(str(node_id), {"CPU": 0.0, "GPU": 0.0})
+                for resource in use:
+                    use[resource] += float(bundle.get(resource, 0.0))
+        nodes = {n["NodeID"]: n for n in ray.nodes()}
+        out = []
+        for node_id, use in sorted(held.items()):
+            node = nodes.get(node_id) or {}
+            resources = node.get("Resources") or {}
+            node_type, source = node_type_of(node.get("Labels") or {}, resources)
+            out.append(
+                NodeUse(
+                    node_id,
+                    node_type,
+                    source,
+                    resources.get("CPU"),
+                    resources.get("GPU"),
+                    use["CPU"],
+                    use["GPU"],
+                )
+            )
+        return tuple(out)
 
     def stats(self) -> list[WorkerInfo]:
         """Per worker: where it ran, its model load time, payloads done, seconds busy in the hooks."""

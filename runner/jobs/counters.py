@@ -109,6 +109,54 @@ class WorkerInfo:
         return cls(**_known(cls, data))
 
 
+# Node labels that name a node's machine type, in the order they are believed: Kubernetes' well-known
+# label (KubeRay passes pod labels on when asked), a plain one users set, the autoscaler's node group.
+NODE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "instance-type", "ray.io/node-group")
+
+
+@dataclass(frozen=True)
+class NodeUse:
+    """A Ray node the job's instances held: its type (where a label or an ``ml.*`` resource names
+    one), its size and the job's share of it, for pricing what the job really occupied."""
+
+    node_id: str
+    node_type: str | None = None
+    node_type_source: str | None = None  # the label or resource it was read from
+    cpus: float | None = None  # the node's
+    gpus: float | None = None
+    cpus_held: float = 0.0  # by the job's instances
+    gpus_held: float = 0.0
+
+    @property
+    def share(self) -> float:
+        """The part of the node the job kept from other work: its larger share of CPUs or GPUs."""
+        parts = [
+            held / total
+            for held, total in ((self.cpus_held, self.cpus), (self.gpus_held, self.gpus))
+            if total
+        ]
+        return min(1.0, max(parts)) if parts else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_known(cls, data))
+
+
+def node_type_of(labels: Mapping[str, str], resources: Mapping[str, float]) -> tuple[str | None, str | None]:
+    """A node's machine type and where it was read: a label of ``NODE_TYPE_LABELS``, else the ``ml.*``
+    custom resource the node advertises (docs/deploy.md), as its EC2 type."""
+    for key in NODE_TYPE_LABELS:
+        if labels.get(key):
+            return str(labels[key]), f"label {key}"
+    ml = sorted(k for k in resources if k.startswith("ml."))
+    if len(ml) == 1:
+        return ml[0].removeprefix("ml."), f"resource {ml[0]}"
+    return None, None
+
+
 @dataclass(frozen=True)
 class JobCounters:
     """The ``x-runner`` member of Describe: the job's progress and, once it ends, its workers."""
@@ -128,6 +176,7 @@ class JobCounters:
     first_output_s: float | None = None  # from workers ready to the earliest first write
     feeder_s: Mapping[str, float] | None = None  # the object tasks' time, by step, summed
     workers: tuple[WorkerInfo, ...] | None = None  # set when the job ends
+    nodes: tuple[NodeUse, ...] | None = None  # set when the job ends: the nodes its instances held
     model_runtime: str | None = None  # set when the job ends: "hooks" or "container"
     # Set when the job ends: members of the model's execution parameters that were ignored, and why.
     execution_parameters_ignored: tuple[str, ...] | None = None
@@ -143,6 +192,8 @@ class JobCounters:
         out.pop("extra", None)
         if self.workers is not None:
             out["workers"] = [w.to_json() for w in self.workers]
+        if self.nodes is not None:
+            out["nodes"] = [n.to_json() for n in self.nodes]
         if self.execution_parameters_ignored is not None:
             out["execution_parameters_ignored"] = list(self.execution_parameters_ignored)
         for key in ("objects_by_node", "feeder_s"):
@@ -156,6 +207,8 @@ class JobCounters:
         known.pop("extra", None)
         if "workers" in known:
             known["workers"] = tuple(WorkerInfo.from_json(w) for w in known["workers"])
+        if "nodes" in known:
+            known["nodes"] = tuple(NodeUse.from_json(n) for n in known["nodes"])
         if "execution_parameters_ignored" in known:
             known["execution_parameters_ignored"] = tuple(known["execution_parameters_ignored"])
         extra = {k: v for k, v in data.items() if k not in known}

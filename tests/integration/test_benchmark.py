@@ -150,6 +150,20 @@ def test_benchmark_measures_prices_and_compares_both_sides(
         for key in ("provisioning_s", "transform_s", "time_to_result_s", "first_output_s", "usd"):
             assert again[side][key] == report[side][key], (side, key)
 
+    # The Ray side held one node of this Ray, whose type no label names: priced per instance at the
+    # EC2 twin, and said so. With a price for it, the node itself is priced, for the job's share.
+    (node,) = ray["nodes"]
+    assert node["node_type"] is None and ray["nodes_used"] == [node["node_id"]]
+    assert 0 < node["share"] <= 1
+    assert "EC2 twin (m5.large)" in ray["pricing"] and "--node-price" in ray["pricing"]
+    assert main([*argv, "--sagemaker-endpoint", slow_sagemaker.url, "--node-price", "*=0.5"]) == 0
+    priced = json.loads(capsys.readouterr().out)["ray"]
+    assert priced["pricing"].startswith("the 1 node(s) the job held")
+    held = node["share"] * ray["time_to_result_s"]
+    assert priced["node_seconds"] == pytest.approx(held, abs=0.002)
+    assert priced["usd"] == pytest.approx(held * 0.5 / 3600, rel=1e-3)
+    assert priced["price_source"] == "--node-price *"
+
 
 def test_report_names_a_sagemaker_job_it_cannot_find(
     tmp_path: Path,

@@ -11,7 +11,14 @@ from rich.console import Console
 
 from runner import cli
 from runner.cost.prices import BUILT_IN, InstancePrice, PriceTable
-from runner.cost.report import SAGEMAKER_STARTUP_ASSUMED_S, build_report, plot_report, print_report
+from runner.cost.report import (
+    SAGEMAKER_STARTUP_ASSUMED_S,
+    build_report,
+    parse_node_prices,
+    plot_report,
+    print_report,
+)
+from runner.jobs.counters import NodeUse, node_type_of
 from runner.jobs.store import JobRecord, JobStore, TransformJobStatus, job_arn
 
 T0 = 1_700_000_000.0
@@ -120,6 +127,75 @@ def test_cost_against_sagemaker() -> None:
     assert c["sagemaker_usd_with_startup"] == pytest.approx((200 + 2 * startup) * 0.23 / 3600)
     assert "assumption" in c["sagemaker_startup_source"]
     assert c["prices_as_of"] == BUILT_IN.as_of and c["price_sources"] == list(BUILT_IN.sources)
+
+
+NODES = [
+    # Two c5.4xlarge nodes (16 CPUs) named by a Kubernetes label; each holds one 4-CPU instance.
+    {
+        "node_id": "n1",
+        "node_type": "c5.4xlarge",
+        "node_type_source": "label x",
+        "cpus": 16.0,
+        "cpus_held": 4.0,
+    },
+    {
+        "node_id": "n2",
+        "node_type": "c5.4xlarge",
+        "node_type_source": "label x",
+        "cpus": 16.0,
+        "cpus_held": 4.0,
+    },
+]
+
+
+def test_the_nodes_held_are_priced_at_their_own_type_for_the_job_share() -> None:
+    c = build_report(record(nodes=NODES), BUILT_IN)["cost"]
+    # Each node: a quarter of a c5.4xlarge ($0.68/h, the table's EC2 price) over created -> end (120 s).
+    assert [(n["share"], n["usd_per_hour"], n["node_seconds"]) for n in c["runner_nodes"]] == [
+        (0.25, 0.68, 30.0)
+    ] * 2
+    assert c["runner_node_seconds"] == 60.0
+    assert c["runner_usd"] == pytest.approx(2 * 30 * 0.68 / 3600)
+    assert c["runner_pricing"].startswith("the 2 node(s) the job held")
+    assert c["runner_nodes"][0]["price_source"] == "ec2-price-list"
+
+
+def test_node_price_flags_override_and_fill_in() -> None:
+    nodes = [NODES[0], {**NODES[1], "node_type": None, "node_type_source": None}]
+    c = build_report(record(nodes=nodes), BUILT_IN, node_prices={"c5.4xlarge": 0.5, "*": 0.1})["cost"]
+    assert [(n["usd_per_hour"], n["price_source"]) for n in c["runner_nodes"]] == [
+        (0.5, "--node-price"),
+        (0.1, "--node-price *"),
+    ]
+    assert c["runner_usd"] == pytest.approx(30 * (0.5 + 0.1) / 3600)
+
+
+def test_an_unpriceable_node_falls_back_to_the_twin_and_says_why() -> None:
+    nodes = [NODES[0], {**NODES[1], "node_type": None, "node_type_source": None}]
+    c = build_report(record(nodes=nodes), BUILT_IN)["cost"]
+    assert c["runner_usd"] == pytest.approx(240 * 0.192 / 3600)  # 2 x m5.xlarge, created -> end
+    assert c["runner_node_seconds"] is None
+    assert "EC2 twin (m5.xlarge)" in c["runner_pricing"]
+    assert "no price for node n2 (type unknown)" in c["runner_pricing"]
+    assert "node.kubernetes.io/instance-type" in c["runner_pricing"]
+
+
+def test_node_types_come_from_labels_then_an_ml_resource() -> None:
+    assert node_type_of({"node.kubernetes.io/instance-type": "m6i.large", "ray.io/node-group": "g"}, {}) == (
+        "m6i.large",
+        "label node.kubernetes.io/instance-type",
+    )
+    assert node_type_of({"ray.io/node-group": "cpu-group"}, {}) == ("cpu-group", "label ray.io/node-group")
+    assert node_type_of({}, {"CPU": 4.0, "ml.m5.xlarge": 1.0}) == ("m5.xlarge", "resource ml.m5.xlarge")
+    assert node_type_of({}, {"CPU": 4.0}) == (None, None)
+    gpu = NodeUse("n", cpus=8.0, gpus=1.0, cpus_held=2.0, gpus_held=1.0)
+    assert gpu.share == 1.0  # the node's only GPU is held: the whole node is the job's
+
+
+@pytest.mark.parametrize("bad", ["m5.large", "=0.1", "m5.large=-1", "m5.large=cheap"])
+def test_node_price_flags_are_checked(bad: str) -> None:
+    with pytest.raises(ValueError, match="expected TYPE=USD_PER_HOUR"):
+        parse_node_prices([bad])
 
 
 def test_a_missing_price_is_reported_not_guessed() -> None:
