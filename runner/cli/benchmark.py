@@ -22,6 +22,7 @@ from runner.cli.console import err, out
 from runner.cli.exit_codes import ExitCode
 from runner.errors import RunnerError
 
+HTML_HELP = "also write the report as one self-contained HTML page (table, timeline, costs, verdict)"
 NODE_PRICE_HELP = (
     "the hourly price of a Ray node type (as its labels name it; '*' for any node without a price); "
     "repeatable; default: the price table's EC2 price of the type"
@@ -64,6 +65,7 @@ def add_benchmark_parser(sub: Any) -> None:
     b.add_argument("--rel-tol", type=float, default=0.0, help="compare: relative tolerance for numbers")
     b.add_argument("--abs-tol", type=float, default=0.0, help="compare: absolute tolerance for numbers")
     b.add_argument("--out", metavar="FILE", help="also write the report as JSON to FILE")
+    b.add_argument("--html", metavar="FILE", help=HTML_HELP)
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=cmd_benchmark)
 
@@ -113,16 +115,21 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             f"Ray side ran as {record.name} ({record.status}): `batch-transform report {record.name}`"
         )
     report = measure(outcome.described, record, prices, tolerance, how, node_prices)
-    return show_benchmark(report, args.json, args.out)
+    return show_benchmark(report, args.json, args.out, args.html)
 
 
-def show_benchmark(report: dict[str, Any], as_json: bool, path: str | None) -> int:
-    """Print the report (and write it to ``path``); OK when both sides completed with equal outputs."""
+def show_benchmark(report: dict[str, Any], as_json: bool, path: str | None, html: str | None = None) -> int:
+    """Print the report (and write it to ``path`` as JSON, ``html`` as a page); OK when both sides
+    completed with equal outputs."""
     from runner.cost.benchmark import print_benchmark
+    from runner.cost.html import benchmark_html
 
     if path:
         Path(path).write_text(json.dumps(report, indent=1, default=str) + "\n")
         err.print(f"report written to {path}", highlight=False)
+    if html:
+        Path(html).write_text(benchmark_html(report))
+        err.print(f"page written to {html}", highlight=False)
     if as_json:
         out.print_json(json.dumps(report, default=str))
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.args import _config
-from runner.cli.benchmark import NODE_PRICE_HELP
+from runner.cli.benchmark import HTML_HELP, NODE_PRICE_HELP
 from runner.cli.console import err, out
 from runner.cli.exit_codes import ExitCode
 from runner.errors import MissingExtraError
@@ -27,6 +27,7 @@ def add_cost_parsers(sub: Any) -> None:
         "--png", metavar="FILE", help="also plot the timeline and costs to FILE (needs matplotlib)"
     )
     rep.add_argument("--prices", metavar="FILE", help=PRICES_HELP)
+    rep.add_argument("--html", metavar="FILE", help=HTML_HELP)
     rep.add_argument("--node-price", action="append", metavar="TYPE=USD_PER_HOUR", help=NODE_PRICE_HELP)
     rep.add_argument(
         "--sagemaker-job",
@@ -101,6 +102,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             err.print(f"error: {e}", highlight=False, markup=False)
             return ExitCode.ERROR
         err.print(f"plot written to {path}", highlight=False)
+    if args.html:
+        from runner.cost.html import job_html
+
+        Path(args.html).write_text(job_html(report))
+        err.print(f"page written to {args.html}", highlight=False)
     if args.json:
         out.print_json(json.dumps(report))
     else:
@@ -155,7 +161,7 @@ def _report_beside_sagemaker(
     )
     tolerance = Tolerance(args.rel_tol, args.abs_tol)
     report = measure(described, record, prices, tolerance, "existing jobs", node_prices)
-    return show_benchmark(report, args.json, None)
+    return show_benchmark(report, args.json, None, args.html)
 
 
 def cmd_prices(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from runner.server.faults import FaultMode, SlowSageMaker, hold
 from runner.server.logs import SIGNING_NAME as LOGS_SIGNING_NAME
 from runner.server.logs import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from runner.server.logs import LogsError, LogsPlane
+from runner.server.pages import REALM, Page, allowed, is_page, render
 from runner.server.sigv4 import SERVICE, Identity, SignatureError, verify
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -37,11 +38,18 @@ log = logging.getLogger(__name__)
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], plane: ControlPlane, identities: Mapping[str, Identity]):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        plane: ControlPlane,
+        identities: Mapping[str, Identity],
+        pages_need_keys: bool = False,
+    ):
         super().__init__(address, ApiHandler)
         self.plane = plane
         self.logs = LogsPlane(plane.store)
         self.identities = dict(identities)
+        self.pages_need_keys = pages_need_keys  # served beyond loopback: pages/HTTP Basic with an API key
 
 
 class ApiHandler(BaseHTTPRequestHandler):
@@ -55,8 +63,13 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """``GET /metrics``: the jobs' counters for Prometheus (runner/jobs/metrics.py). Unsigned, as
-        scrapers send it: counts and job names only. Any other GET is an AWS-style error."""
-        if urlsplit(self.path).path != "/metrics":
+        scrapers send it: counts and job names only. ``GET /`` and ``/jobs/<name>``: the pages
+        (runner/server/pages.py). Any other GET is an AWS-style error."""
+        path = urlsplit(self.path).path
+        if is_page(path):
+            self._page(path)
+            return
+        if path != "/metrics":
             self._handle()
             return
         from runner.jobs.metrics import CONTENT_TYPE, render
@@ -65,6 +78,28 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _page(self, path: str) -> None:
+        if self.server.pages_need_keys and not allowed(
+            self.headers.get("Authorization"), self.server.identities
+        ):
+            page = Page(
+                401, "an API key is needed: user name = access key id, password = secret\n", "text/plain"
+            )
+        else:
+            try:
+                page = render(path, self.server.plane.store, self.server.plane.config.data_dir)
+            except Exception as e:
+                log.exception("page %s failed", path)
+                page = Page(500, f"{type(e).__name__}: {e}\n", "text/plain")
+        data = page.body.encode()
+        self.send_response(page.status)
+        self.send_header("Content-Type", page.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if page.status == 401:
+            self.send_header("WWW-Authenticate", REALM)
         self.end_headers()
         self.wfile.write(data)
 
@@ -175,7 +210,7 @@ def make_server(
         log.warning("this server plays a slow SageMaker: %s", slow)
     for name in plane.recover():
         log.warning("transform job %s was left running by a previous server: marked Failed", name)
-    return ApiServer((host, port), plane, identities)
+    return ApiServer((host, port), plane, identities, pages_need_keys=not is_loopback(host))
 
 
 def serve(

@@ -5,7 +5,12 @@ measured, priced and compared."""
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +168,55 @@ def test_benchmark_measures_prices_and_compares_both_sides(
     assert priced["node_seconds"] == pytest.approx(held, abs=0.002)
     assert priced["usd"] == pytest.approx(held * 0.5 / 3600, rel=1e-3)
     assert priced["price_source"] == "--node-price *"
+
+
+def chromium() -> str:
+    found = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI"):  # .ci/run installs Debian's chromium-headless-shell
+            pytest.fail("no headless Chromium on this CI machine")
+        pytest.skip("needs Debian's chromium-headless-shell (apt-get install chromium-headless-shell)")
+    return found
+
+
+def browse(browser: str, url: str, screenshot: Path | None = None) -> str:
+    """The page's text as the browser rendered it (its DOM after loading, tags left out)."""
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1100,1000"]
+    if screenshot is not None:
+        subprocess.run(
+            [*args, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=60
+        )
+    dom = subprocess.run([*args, "--dump-dom", url], check=True, capture_output=True, timeout=60).stdout
+    return " ".join(re.sub(r"<[^>]+>", " ", html.unescape(dom.decode())).split())
+
+
+@pytest.mark.slow
+def test_the_report_pages_render_in_a_browser(
+    tmp_path: Path,
+    bucket: str,
+    slow_sagemaker: Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    browser = chromium()
+    page = tmp_path / "benchmark.html"
+    code, report = benchmark(tmp_path, bucket, slow_sagemaker, monkeypatch, "--html", str(page))
+    assert code == 0
+    sm, ray = report["sagemaker"], report["ray"]
+    shot = tmp_path / "benchmark.png"
+    text = browse(browser, page.as_uri(), shot)
+    assert shot.stat().st_size > 10_000
+    assert f"Outputs equal : {RECORDS} records in 2 objects compared, 0 differ" in text
+    for key in ("provisioning_s", "transform_s", "time_to_result_s"):
+        assert f"{sm[key]:,.2f} s" in text and f"{ray[key]:,.2f} s" in text, key
+    assert f"${sm['usd']:,.6f}" in text and f"${ray['usd']:,.6f}" in text
+    assert f"{report['ratios']['time_to_result']:,.2f}x" in text
+
+    # serve shows the SageMaker side's jobs too: the list, and each job's report.
+    listing = browse(browser, f"{slow_sagemaker.url}/")
+    assert f"{sm['TransformJobName']} Completed 2 of 2 objects {RECORDS}" in listing
+    job_page = browse(browser, f"{slow_sagemaker.url}/jobs/{sm['TransformJobName']}")
+    assert f"Transform job {sm['TransformJobName']}" in job_page
+    assert f"records {RECORDS}" in job_page and "objects 2 of 2 written, 0 failed" in job_page
 
 
 def test_report_names_a_sagemaker_job_it_cannot_find(

@@ -271,3 +271,28 @@ def test_cli_report(
     prices.write_text("[]")
     assert cli.main(["--home", str(tmp_path), "report", "report-job", "--prices", str(prices)]) == 2
     assert cli.main(["--home", str(tmp_path), "report", "no-such-job"]) == 2
+
+
+def test_cli_report_html_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATCH_TRANSFORM_PRICES", raising=False)
+    JobStore(tmp_path / "jobs.sqlite").create_job(record(nodes=NODES))
+    page = tmp_path / "report.html"
+    argv = [
+        "--home",
+        str(tmp_path),
+        "report",
+        "report-job",
+        "--html",
+        str(page),
+        "--node-price",
+        "c5.4xlarge=0.5",
+    ]
+    assert cli.main(argv) == 0
+    text = page.read_text()
+    assert (
+        text.startswith("<!doctype html>") and "<script" not in text and "http" not in text
+    )  # nothing fetched
+    assert "<h1>Transform job report-job</h1>" in text
+    assert f"${2 * 30 * 0.5 / 3600:,.6f}" in text  # two quarter-nodes, 120 s, at $0.5/h
+    assert "50,000" in text and "the 2 node(s) the job held" in text
+    assert cli.main([*argv[:-2], "--node-price", "c5.4xlarge"]) == 2
