@@ -263,8 +263,8 @@ def benchmark_report(
     }
 
 
-def _s(v: float | None) -> str:
-    return "—" if v is None else f"{v:,.2f} s"
+def _s(v: float | None, unit: str = "s") -> str:
+    return "—" if v is None else f"{v:,.2f} {unit}"
 
 
 def _usd(v: float | None) -> str:
@@ -275,58 +275,83 @@ def _x(v: float | None) -> str:
     return "—" if v is None else f"{v:,.2f}x"
 
 
-def print_benchmark(report: Mapping[str, Any], console: Console) -> None:
+def _rate(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.1f}"
+
+
+def comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The side-by-side table, as text: (figure, SageMaker, Ray, SageMaker / Ray). The terminal and
+    the HTML page show the same rows."""
     sm, ray, ratios = report["sagemaker"], report["ray"], report["ratios"]
-    table = Table("", "SageMaker", "Ray", "SageMaker / Ray", title=f"benchmark ({report['how']})")
-    table.add_row("job", str(sm["TransformJobName"]), str(ray["TransformJobName"]), "")
-    table.add_row("status", str(sm["TransformJobStatus"]), str(ray["TransformJobStatus"]), "")
-    table.add_row(
-        "instances",
-        f"{sm['instance_count']} x {sm['instance_type']}",
-        f"{ray['instance_count']} x {ray['node_type']} ({len(ray['nodes_used'])} node(s))",
-        "",
-    )
-    table.add_row("provisioning", _s(sm["provisioning_s"]), _s(ray["provisioning_s"]), "")
-    table.add_row("transform", _s(sm["transform_s"]), _s(ray["transform_s"]), _x(ratios["transform"]))
-    table.add_row(
-        "first output", _s(sm["first_output_s"]), _s(ray["first_output_s"]), _x(ratios["first_output"])
-    )
-    table.add_row(
-        "time to result",
-        _s(sm["time_to_result_s"]),
-        _s(ray["time_to_result_s"]),
-        _x(ratios["time_to_result"]),
-    )
-    rps = [("—" if v is None else f"{v:,.1f}") for v in (sm["records_per_s"], ray["records_per_s"])]
-    table.add_row("records per second", *rps, "")
-    table.add_row(
-        "billed / held",
-        f"{_s(sm['billed_instance_seconds'])} instance",
-        f"{_s(ray['node_seconds'])} node",
-        "",
-    )
-    table.add_row("USD per hour", _usd(sm["usd_per_hour"]), _usd(ray["usd_per_hour"]), "")
-    table.add_row("cost per job", _usd(sm["usd"]), _usd(ray["usd"]), _x(ratios["usd"]))
-    table.add_row(
-        "cost per million records",
-        _usd(sm["usd_per_million_records"]),
-        _usd(ray["usd_per_million_records"]),
-        "",
-    )
-    console.print(table)
-    verdict = report["outputs_equal"]
-    compare = report.get("compare") or {}
+    return [
+        ("job", str(sm["TransformJobName"]), str(ray["TransformJobName"]), ""),
+        ("status", str(sm["TransformJobStatus"]), str(ray["TransformJobStatus"]), ""),
+        (
+            "instances",
+            f"{sm['instance_count']} x {sm['instance_type']}",
+            f"{ray['instance_count']} x {ray['node_type']} on {len(ray['nodes_used'])} node(s)",
+            "",
+        ),
+        ("provisioning", _s(sm["provisioning_s"]), _s(ray["provisioning_s"]), ""),
+        ("transform", _s(sm["transform_s"]), _s(ray["transform_s"]), _x(ratios["transform"])),
+        ("first output", _s(sm["first_output_s"]), _s(ray["first_output_s"]), _x(ratios["first_output"])),
+        (
+            "time to result",
+            _s(sm["time_to_result_s"]),
+            _s(ray["time_to_result_s"]),
+            _x(ratios["time_to_result"]),
+        ),
+        ("records per second", _rate(sm["records_per_s"]), _rate(ray["records_per_s"]), ""),
+        (
+            "billed / held",
+            _s(sm["billed_instance_seconds"], "instance-s"),
+            _s(ray["node_seconds"], "node-s"),
+            "",
+        ),
+        ("USD per hour", _usd(sm["usd_per_hour"]), _usd(ray["usd_per_hour"]), ""),
+        ("cost per job", _usd(sm["usd"]), _usd(ray["usd"]), _x(ratios["usd"])),
+        (
+            "cost per million records",
+            _usd(sm["usd_per_million_records"]),
+            _usd(ray["usd_per_million_records"]),
+            "",
+        ),
+    ]
+
+
+def verdict_text(report: Mapping[str, Any]) -> str:
+    """What compare found, in one sentence."""
+    verdict, compare = report["outputs_equal"], report.get("compare") or {}
     if verdict is None:
-        console.print("outputs: not compared (a side did not complete)", highlight=False, markup=False)
-    else:
-        word = "equal" if verdict else "DIFFERENT"
-        console.print(
-            f"outputs: {word} ({compare.get('records_compared', 0)} records in "
-            f"{compare.get('objects_compared', 0)} objects compared, rel_tol {compare.get('rel_tol', 0)}, "
-            f"abs_tol {compare.get('abs_tol', 0)}; {compare.get('records_different', 0)} records differ)",
-            highlight=False,
-            markup=False,
-        )
+        return "Outputs not compared: a side did not complete."
+    return (
+        f"Outputs {'equal' if verdict else 'DIFFERENT'}: {compare.get('records_compared', 0):,} records in "
+        f"{compare.get('objects_compared', 0)} objects compared, {compare.get('records_different', 0)} "
+        f"differ (rel_tol {compare.get('rel_tol', 0)}, abs_tol {compare.get('abs_tol', 0)})."
+    )
+
+
+def measured_notes(report: Mapping[str, Any]) -> list[str]:
+    """How the figures were had: prices and their sources, spans, Ray's node pricing."""
+    sm, ray, prices = report["sagemaker"], report["ray"], report.get("prices") or {}
+    return [
+        f"SageMaker price: {sm['price_source']}; billed {sm['billed_span']}.",
+        f"Ray node price: {ray['price_source']}; held {ray['held_span']}.",
+        f"Ray cost: {ray['pricing']}.",
+        f"Records: {sm['records_source']}.",
+        "First output: the earliest LastModified of the side's .out objects (whole seconds on S3).",
+        f"Prices: {prices.get('table', '?')}, region {prices.get('region', '?')}, "
+        f"as of {prices.get('as_of', '?')}.",
+    ]
+
+
+def print_benchmark(report: Mapping[str, Any], console: Console) -> None:
+    sm, ray = report["sagemaker"], report["ray"]
+    table = Table("", "SageMaker", "Ray", "SageMaker / Ray", title=f"benchmark ({report['how']})")
+    for row in comparison_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    console.print(verdict_text(report), highlight=False, markup=False)
     for side in (sm, ray):
         if side.get("FailureReason"):
             console.print(
@@ -334,7 +359,5 @@ def print_benchmark(report: Mapping[str, Any], console: Console) -> None:
                 highlight=False,
                 markup=False,
             )
-    console.print(f"SageMaker price: {sm['price_source']}", highlight=False, markup=False)
-    console.print(f"Ray node price: {ray['price_source']}", highlight=False, markup=False)
-    console.print(f"Ray cost: {ray['pricing']}", highlight=False, markup=False)
-    console.print(f"records: {sm['records_source']}", highlight=False, markup=False)
+    for note in measured_notes(report):
+        console.print(note, highlight=False, markup=False)

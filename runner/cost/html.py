@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from runner.cost.benchmark import comparison_rows, measured_notes, verdict_text
+
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1040px;color:#1d2330;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
@@ -101,70 +103,25 @@ def _bars_svg(bars: Sequence[tuple[str, float | None, str]], unit: str, width: i
     return "".join(parts) + "</svg>"
 
 
+def _sections(title: str, subtitle: str, *parts: tuple[str, str], notes: Sequence[str] = ()) -> str:
+    """A page's body: its title, then (heading, HTML) sections, then the notes as a list."""
+    body = f'<h1>{escape(title)}</h1><div class="muted">{escape(subtitle)}</div>'
+    for heading, content in parts:
+        body += (f"<h2>{escape(heading)}</h2>" if heading else "") + content
+    return body + "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
+
+
 def benchmark_html(report: Mapping[str, Any]) -> str:
     """The benchmark (or ``report --sagemaker-job``) page: both sides, to scale, and the verdict."""
-    sm, ray, ratios = report["sagemaker"], report["ray"], report["ratios"]
-    rows = [
-        ("job", sm["TransformJobName"], ray["TransformJobName"], ""),
-        ("status", sm["TransformJobStatus"], ray["TransformJobStatus"], ""),
-        (
-            "instances",
-            f"{sm['instance_count']} x {sm['instance_type']}",
-            f"{ray['instance_count']} x {ray['node_type']} on {len(ray['nodes_used'])} node(s)",
-            "",
-        ),
-        ("provisioning", _n(sm["provisioning_s"], " s"), _n(ray["provisioning_s"], " s"), ""),
-        (
-            "transform",
-            _n(sm["transform_s"], " s"),
-            _n(ray["transform_s"], " s"),
-            _n(ratios["transform"], "x"),
-        ),
-        (
-            "first output",
-            _n(sm["first_output_s"], " s"),
-            _n(ray["first_output_s"], " s"),
-            _n(ratios["first_output"], "x"),
-        ),
-        (
-            "time to result",
-            _n(sm["time_to_result_s"], " s"),
-            _n(ray["time_to_result_s"], " s"),
-            _n(ratios["time_to_result"], "x"),
-        ),
-        ("records per second", _n(sm["records_per_s"], digits=1), _n(ray["records_per_s"], digits=1), ""),
-        (
-            "billed / held",
-            _n(sm["billed_instance_seconds"], " instance-s"),
-            _n(ray["node_seconds"], " node-s"),
-            "",
-        ),
-        ("cost per job", _usd(sm["usd"]), _usd(ray["usd"]), _n(ratios["usd"], "x")),
-        (
-            "cost per million records",
-            _usd(sm["usd_per_million_records"]),
-            _usd(ray["usd_per_million_records"]),
-            "",
-        ),
-    ]
+    sm, ray = report["sagemaker"], report["ray"]
     table = (
         "<table>"
         + _row(("", "SageMaker", "Ray", "SageMaker / Ray"), head=True)
-        + "".join(_row(r, numeric=(1, 2, 3)) for r in rows)
+        + "".join(_row(r, numeric=(1, 2, 3)) for r in comparison_rows(report))
         + "</table>"
     )
-    verdict = report.get("outputs_equal")
-    compare = report.get("compare") or {}
-    if verdict is None:
-        verdict_html = '<div class="verdict bad">Outputs not compared: a side did not complete.</div>'
-    else:
-        word = "equal" if verdict else "DIFFERENT"
-        verdict_html = (
-            f'<div class="verdict{"" if verdict else " bad"}"><span class="{"ok" if verdict else "bad"}">'
-            f"Outputs {word}</span>: {compare.get('records_compared', 0):,} records in "
-            f"{compare.get('objects_compared', 0)} objects compared, {compare.get('records_different', 0)} "
-            f"differ (rel_tol {compare.get('rel_tol', 0)}, abs_tol {compare.get('abs_tol', 0)}).</div>"
-        )
+    good = bool(report.get("outputs_equal"))
+    verdict = f'<div class="verdict{"" if good else " bad"}">{escape(verdict_text(report))}</div>'
     timeline = _timeline_svg(
         [
             ("SageMaker", sm["provisioning_s"], sm["transform_s"], SAGEMAKER_COLOR),
@@ -174,28 +131,14 @@ def benchmark_html(report: Mapping[str, Any]) -> str:
     costs = _bars_svg(
         [("SageMaker", sm["usd"], SAGEMAKER_COLOR), ("Ray", ray["usd"], RAY_COLOR)], "cost per job"
     )
-    prices = report.get("prices") or {}
-    notes = [
-        f"SageMaker price: {sm['price_source']}; billed {sm['billed_span']}.",
-        f"Ray cost: {ray['pricing']}.",
-        f"Records: {sm['records_source']}.",
-        "First output: the earliest LastModified of the side's .out objects (whole seconds on S3).",
-        f"Prices: {prices.get('table', '?')}, region {prices.get('region', '?')}, "
-        f"as of {prices.get('as_of', '?')}.",
-    ]
-    body = (
-        f"<h1>Benchmark: {escape(str(sm['TransformJobName']))} against "
-        f"{escape(str(ray['TransformJobName']))}</h1>"
-        f'<div class="muted">run {escape(str(report["how"]))}</div>'
-        + verdict_html
-        + table
-        + "<h2>Timeline</h2>"
-        + timeline
-        + "<h2>Cost per job</h2>"
-        + costs
-        + "<h2>How these were measured</h2><ul>"
-        + "".join(f"<li>{escape(n)}</li>" for n in notes)
-        + "</ul>"
+    body = _sections(
+        f"Benchmark: {sm['TransformJobName']} against {ray['TransformJobName']}",
+        f"run {report['how']}",
+        ("", verdict + table),
+        ("Timeline", timeline),
+        ("Cost per job", costs),
+        ("How these were measured", ""),
+        notes=measured_notes(report),
     )
     return _page(f"benchmark {sm['TransformJobName']}", body)
 
@@ -231,18 +174,14 @@ def job_html(report: Mapping[str, Any]) -> str:
     notes = [f"This run's cost: {cost['runner_pricing']}."] + [
         f"note: {n}" for n in report.get("notes") or ()
     ]
-    body = (
-        f"<h1>Transform job {escape(str(report['TransformJobName']))}</h1>"
-        f'<div class="muted">{cost["instance_count"]} x {escape(str(cost["instance_type"]))}, prices '
-        f"{escape(str(cost['price_table']))} as of {escape(str(cost['prices_as_of']))}</div>"
-        + table
-        + "<h2>Timeline</h2>"
-        + timeline
-        + "<h2>Cost</h2>"
-        + costs
-        + "<ul>"
-        + "".join(f"<li>{escape(n)}</li>" for n in notes)
-        + "</ul>"
+    body = _sections(
+        f"Transform job {report['TransformJobName']}",
+        f"{cost['instance_count']} x {cost['instance_type']}, prices {cost['price_table']} as of "
+        f"{cost['prices_as_of']}",
+        ("", table),
+        ("Timeline", timeline),
+        ("Cost", costs),
+        notes=notes,
     )
     return _page(f"transform job {report['TransformJobName']}", body)
 

@@ -205,7 +205,7 @@ def test_the_report_pages_render_in_a_browser(
     shot = tmp_path / "benchmark.png"
     text = browse(browser, page.as_uri(), shot)
     assert shot.stat().st_size > 10_000
-    assert f"Outputs equal : {RECORDS} records in 2 objects compared, 0 differ" in text
+    assert f"Outputs equal: {RECORDS} records in 2 objects compared, 0 differ" in text
     for key in ("provisioning_s", "transform_s", "time_to_result_s"):
         assert f"{sm[key]:,.2f} s" in text and f"{ray[key]:,.2f} s" in text, key
     assert f"${sm['usd']:,.6f}" in text and f"${ray['usd']:,.6f}" in text
