@@ -762,7 +762,7 @@ def record_outcome(
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("%s", r.error)
-    joblog.job(*(_object_line(r) for r in results))
+    joblog.spread([_object_line(r) for r in results])
     if stopped:
         status, reason = TransformJobStatus.STOPPED, None
     elif failed:

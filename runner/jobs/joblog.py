@@ -72,14 +72,18 @@ class JobLog:
 
     def append(self, streams: Sequence[str], messages: Iterable[str]) -> None:
         """Each message, at this moment, onto each of ``streams``; one transaction."""
+        self.append_each([(s, m) for m in messages for s in streams])
+
+    def append_each(self, lines: Sequence[tuple[str, str]]) -> None:
+        """Each (stream, message), at this moment; one transaction."""
         now = int(time.time() * 1000)
-        rows = [(s, now, now, m) for m in messages for s in streams]
-        if not rows:
+        if not lines:
             return
         with self.store.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                "INSERT INTO log_events (stream, timestamp, ingestion, message) VALUES (?, ?, ?, ?)", rows
+                "INSERT INTO log_events (stream, timestamp, ingestion, message) VALUES (?, ?, ?, ?)",
+                [(s, now, now, m) for s, m in lines],
             )
             db.execute("COMMIT")
 
@@ -146,6 +150,15 @@ class JobLogWriter:
 
     def instance(self, index: int, *messages: str) -> None:
         self._write([self.streams[index % len(self.streams)]], messages)
+
+    def spread(self, messages: Sequence[str]) -> None:
+        """Many lines (one an object), each on one stream in turn: a line an object, not one an object
+        and instance, so a job's log grows with its objects alone."""
+        n = len(self.streams)
+        try:
+            self.log.append_each([(self.streams[i % n], m) for i, m in enumerate(messages)])
+        except sqlite3.Error as e:
+            log.warning("could not write the job's log lines: %s", e)
 
     def _write(self, streams: Sequence[str], messages: Iterable[str]) -> None:
         try:
