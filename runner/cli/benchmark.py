@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ NODE_PRICE_HELP = (
     "the hourly price of a Ray node type (as its labels name it; '*' for any node without a price); "
     "repeatable; default: the price table's EC2 price of the type"
 )
+STOP_TRIES_S = 30.0
 # A benchmark waits for SageMaker's instances as long as they take; past this it gives up.
 START_DEADLINE_S = 3600.0
 
@@ -100,6 +102,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     def on_ray() -> Any:
         return run_job(requests["ray"], config, model_request=model_request, on_note=_note("ray"))
 
+    _check_free(requests["ray"]["TransformJobName"], config)  # before SageMaker's job is created
     how = "one after the other" if args.one_after_the_other else "at once"
     if args.one_after_the_other:
         outcome = on_sagemaker()
@@ -107,7 +110,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     else:
         with ThreadPoolExecutor(1, thread_name_prefix="sagemaker") as pool:
             future = pool.submit(on_sagemaker)
-            record = on_ray()
+            try:
+                record = on_ray()
+            except BaseException:  # Ctrl-C, or the Ray side could not start: SageMaker's job is stopped too
+                _stop_sagemaker_job(requests["sagemaker"]["TransformJobName"], settings, future)
+                raise
             outcome = future.result()
     if isinstance(outcome, Fallback):
         raise BenchmarkError(
@@ -135,6 +142,40 @@ def show_benchmark(report: dict[str, Any], as_json: bool, path: str | None, html
     else:
         print_benchmark(report, out)
     return ExitCode.OK if report["outputs_equal"] else ExitCode.FAILED
+
+
+def _check_free(name: str, config: Any) -> None:
+    from runner.errors import ResourceInUseError, ResourceNotFoundError
+    from runner.jobs.store import JobStore, in_use_message
+
+    try:
+        existing = JobStore(config.store_path).get_job(name)
+    except ResourceNotFoundError:
+        return
+    raise ResourceInUseError(
+        f"{in_use_message(existing.arn)}: the Ray side's name; give the request another name"
+    )
+
+
+def _stop_sagemaker_job(name: str, settings: Any, following: Future[Any]) -> None:
+    """StopTransformJob, tried again while the job may not have been created yet (its follower is
+    still starting it), for up to STOP_TRIES_S."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from runner.client.fallback import sagemaker_client
+
+    client = sagemaker_client(settings)
+    deadline = time.monotonic() + STOP_TRIES_S
+    while True:
+        try:
+            client.stop_transform_job(TransformJobName=name)
+            err.print(f"sagemaker: stopping {name}", highlight=False, markup=False)
+            return
+        except (BotoCoreError, ClientError) as e:
+            if following.done() or time.monotonic() > deadline:
+                err.print(f"sagemaker: could not stop {name}: {e}", highlight=False, markup=False)
+                return
+        time.sleep(1.0)
 
 
 def _note(side: str) -> Any:

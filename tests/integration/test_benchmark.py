@@ -235,6 +235,12 @@ def test_report_names_a_sagemaker_job_it_cannot_find(
         "ValidationException: SageMaker DescribeTransformJob: Requested resource not found. "
         "(transform job 'no-such-job')\n"
     )
+    # The same request again: its Ray-side name is taken, and nothing is sent to SageMaker.
+    before = slow_sagemaker.client().list_transform_jobs()["TransformJobSummaries"]
+    again = ["benchmark", str(tmp_path / "job.json"), "--model", str(tmp_path / "model.json")]
+    assert main([*again, "--sagemaker-endpoint", slow_sagemaker.url]) == 2
+    assert "a transform job with this name already exists" in capsys.readouterr().err
+    assert slow_sagemaker.client().list_transform_jobs()["TransformJobSummaries"] == before
 
 
 def test_benchmark_says_when_sagemaker_cannot_run_it(
