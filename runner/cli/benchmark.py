@@ -81,9 +81,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from runner.cost.report import parse_node_prices
     from runner.engine.job import run_job  # imports Ray
 
+    config = _config(args)
     request = _load_json(args.job, "job")
     model_request = _load_json(args.model, "model") if args.model else None
-    prices = price_table(args.prices, os.environ, cache_path(_config(args).data_dir))
+    prices = price_table(args.prices, os.environ, cache_path(config.data_dir))
     try:
         node_prices = parse_node_prices(args.node_price)
     except ValueError as e:
@@ -91,7 +92,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return ExitCode.INVALID
     tolerance = Tolerance(args.rel_tol, args.abs_tol)
     requests = side_requests(request)
-    config = _config(args)
     settings = SageMakerSettings(
         endpoint_url=args.sagemaker_endpoint, start_deadline_s=args.sagemaker_start_deadline
     )

@@ -267,7 +267,7 @@ def _s(v: float | None, unit: str = "s") -> str:
     return "—" if v is None else f"{v:,.2f} {unit}"
 
 
-def _usd(v: float | None) -> str:
+def usd_text(v: float | None) -> str:
     return "no price" if v is None else f"${v:,.6f}"
 
 
@@ -308,12 +308,12 @@ def comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str, str]
             _s(ray["node_seconds"], "node-s"),
             "",
         ),
-        ("USD per hour", _usd(sm["usd_per_hour"]), _usd(ray["usd_per_hour"]), ""),
-        ("cost per job", _usd(sm["usd"]), _usd(ray["usd"]), _x(ratios["usd"])),
+        ("USD per hour", usd_text(sm["usd_per_hour"]), usd_text(ray["usd_per_hour"]), ""),
+        ("cost per job", usd_text(sm["usd"]), usd_text(ray["usd"]), _x(ratios["usd"])),
         (
             "cost per million records",
-            _usd(sm["usd_per_million_records"]),
-            _usd(ray["usd_per_million_records"]),
+            usd_text(sm["usd_per_million_records"]),
+            usd_text(ray["usd_per_million_records"]),
             "",
         ),
     ]

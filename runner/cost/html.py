@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from runner.cost.benchmark import comparison_rows, measured_notes, verdict_text
+from runner.cost.benchmark import comparison_rows, measured_notes, usd_text, verdict_text
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1040px;color:#1d2330;padding:0 16px}
@@ -32,10 +32,6 @@ def _n(v: Any, unit: str = "", digits: int = 2) -> str:
     if isinstance(v, float):
         return f"{v:,.{digits}f}{unit}"
     return f"{v}{unit}"
-
-
-def _usd(v: Any) -> str:
-    return "no price" if v is None else f"${v:,.6f}"
 
 
 def _row(cells: Iterable[str], head: bool = False, numeric: Sequence[int] = ()) -> str:
@@ -99,7 +95,9 @@ def _bars_svg(bars: Sequence[tuple[str, float | None, str]], unit: str, width: i
             continue
         w = max((width - left - 110) * value / top, 1)
         parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="20" fill="{color}"></rect>')
-        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{escape(_usd(value))}</text>')
+        parts.append(
+            f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{escape(usd_text(value))}</text>'
+        )
     return "".join(parts) + "</svg>"
 
 
@@ -156,8 +154,8 @@ def job_html(report: Mapping[str, Any]) -> str:
         ("objects", f"{tp['objects_done']} of {tp['objects_total']} written, {tp['objects_failed']} failed"),
         ("records", f"{tp['records']:,}"),
         ("records per second", _n(tp["records_per_s"], digits=1)),
-        ("this run's cost", _usd(cost["runner_usd"])),
-        ("SageMaker's estimate (billed span)", _usd(cost["sagemaker_usd"])),
+        ("this run's cost", usd_text(cost["runner_usd"])),
+        ("SageMaker's estimate (billed span)", usd_text(cost["sagemaker_usd"])),
     ]
     if report.get("FailureReason"):
         rows.insert(1, ("FailureReason", str(report["FailureReason"])))
@@ -195,7 +193,7 @@ def jobs_html(jobs: Sequence[Mapping[str, Any]]) -> str:
             f'<tr><td><a href="/jobs/{name}">{name}</a></td><td>{escape(str(job["status"]))}</td>'
             f'<td class="n">{escape(str(job["progress"]))}</td><td class="n">{job["records"]:,}</td>'
             f'<td class="n">{escape(_n(job["records_per_s"], digits=1))}</td>'
-            f'<td class="n">{escape(_usd(job["usd"]))}</td></tr>'
+            f'<td class="n">{escape(usd_text(job["usd"]))}</td></tr>'
         )
     body = f'<h1>Transform jobs</h1><div class="muted">{len(jobs)} job(s)</div><table>{"".join(rows)}</table>'
     return _page("transform jobs", body)

@@ -329,24 +329,24 @@ def price_table(
     return table
 
 
+def _fill(a: InstancePrice, b: InstancePrice | None) -> InstancePrice:
+    """``a``, each side it has no price for taken from ``b`` with ``b``'s source."""
+    if b is None:
+        return a
+    sagemaker = (a.sagemaker_usd_per_hour, a.sagemaker_source)
+    if sagemaker[0] is None:
+        sagemaker = (b.sagemaker_usd_per_hour, b.sagemaker_source)
+    ec2 = (a.ec2_usd_per_hour, a.ec2_source)
+    if ec2[0] is None:
+        ec2 = (b.ec2_usd_per_hour, b.ec2_source)
+    note = "" if sagemaker[0] is not None and ec2[0] is not None else (a.note or b.note)
+    return InstancePrice(sagemaker[0], ec2[0], note, sagemaker[1], ec2[1])
+
+
 def overlay(upper: PriceTable, lower: PriceTable) -> PriceTable:
     """``upper``'s prices, each side it lacks taken from ``lower`` with ``lower``'s source."""
-    prices: dict[str, InstancePrice] = {}
-    for name in sorted(set(upper.prices) | set(lower.prices)):
-        a, b = upper.prices.get(name), lower.prices.get(name)
-        if a is None or b is None:
-            only = a if a is not None else b
-            assert only is not None  # the name is in one of the two
-            prices[name] = only
-            continue
-        sagemaker = (a.sagemaker_usd_per_hour, a.sagemaker_source)
-        if sagemaker[0] is None:
-            sagemaker = (b.sagemaker_usd_per_hour, b.sagemaker_source)
-        ec2 = (a.ec2_usd_per_hour, a.ec2_source)
-        if ec2[0] is None:
-            ec2 = (b.ec2_usd_per_hour, b.ec2_source)
-        note = "" if sagemaker[0] is not None and ec2[0] is not None else (a.note or b.note)
-        prices[name] = InstancePrice(sagemaker[0], ec2[0], note, sagemaker[1], ec2[1])
+    merged = {**lower.prices, **{name: _fill(a, lower.prices.get(name)) for name, a in upper.prices.items()}}
+    prices = dict(sorted(merged.items()))
     sources = tuple(dict.fromkeys((*upper.sources, *lower.sources)))
     return PriceTable(
         upper.region,

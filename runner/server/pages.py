@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from runner.cost.html import job_html, jobs_html
 from runner.cost.price_api import cache_path
-from runner.cost.prices import PriceTable, price_table
+from runner.cost.prices import price_table
 from runner.cost.report import build_report
 from runner.errors import ResourceNotFoundError
 from runner.jobs.store import JobStore
@@ -55,12 +55,8 @@ def allowed(authorization: str | None, identities: Mapping[str, Identity]) -> bo
     return identity is not None and hmac.compare_digest(identity.secret_access_key, secret)
 
 
-def _prices(data_dir: Path) -> PriceTable:
-    return price_table(None, os.environ, cache_path(data_dir))
-
-
 def render(path: str, store: JobStore, data_dir: Path) -> Page:
-    prices = _prices(data_dir)
+    prices = price_table(None, os.environ, cache_path(data_dir))
     if path == "/":
         rows = []
         for record in store.list_jobs():
