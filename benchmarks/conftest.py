@@ -35,6 +35,27 @@ def _is_ray_worker(cmdline: list[str]) -> bool:
     return title.startswith("ray::") and not title.startswith(RAY_SERVICES)
 
 
+# The samplers' threads (PeakRss, TreeMeter): their CPU is the measurement's, not either side's, so
+# TreeMeter takes it out of this process's figure and reports it apart.
+SAMPLER_THREADS: list[threading.Thread] = []
+
+
+def _thread_cpu_s(thread: threading.Thread) -> float:
+    """CPU seconds a thread of this process has used (0 once it has ended or before it starts)."""
+    if thread.ident is None or not thread.is_alive():
+        return 0.0
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except OSError:  # it ended meanwhile
+        return 0.0
+
+
+def _sampler_thread(target: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    SAMPLER_THREADS[:] = [t for t in SAMPLER_THREADS if t.is_alive()] + [thread]
+    return thread
+
+
 class PeakRss:
     """Samples the RSS of this process and all its descendants (Ray's raylet and workers included),
     leaving out the embedded S3 server, which stands in for S3 and is not part of either side.
@@ -54,7 +75,7 @@ class PeakRss:
         self.at_peak: dict[str, int] = {}  # "pid command" -> RSS bytes, at the RSS peak (pss only)
         self.peak_job = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = _sampler_thread(self._run)
 
     def _run(self) -> None:
         me = psutil.Process(os.getpid())
@@ -134,7 +155,9 @@ class TreeMeter:
         self._names: dict[int, str] = {}
         self._stop = threading.Event()
         self._sample(initial=True)
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = _sampler_thread(self._run)
+        self.samplers_cpu_s = 0.0  # this meter's and PeakRss's sampling, left out of ``cpu_s``
+        self._samplers0 = {t: _thread_cpu_s(t) for t in SAMPLER_THREADS}
 
     def _sample(self, initial: bool = False) -> None:
         for p in [self._me, *self._me.children(recursive=True)]:
@@ -161,9 +184,13 @@ class TreeMeter:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        own = _thread_cpu_s(self._thread)  # read before the thread ends
         self._thread.join()
         self._sample()
+        others = sum(_thread_cpu_s(t) - c0 for t, c0 in self._samplers0.items() if t is not self._thread)
+        self.samplers_cpu_s = own + max(0.0, others)
         used = {pid: self._last[pid] - self._first[pid] for pid in self._last}
+        used[self._me.pid] = max(0.0, used.get(self._me.pid, 0.0) - self.samplers_cpu_s)
         self.s3_cpu_s = sum(v for pid, v in used.items() if pid in self._s3)
         self.cpu_s = sum(v for pid, v in used.items() if pid not in self._s3)
         self.by_process: dict[str, float] = {}  # process title -> CPU s, the busiest first

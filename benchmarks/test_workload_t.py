@@ -101,6 +101,7 @@ def _usage(rss: PeakRss, meter: TreeMeter) -> dict[str, float]:
         "peak_rss_mb": rss.peak / 1e6,
         "cpu_s": meter.cpu_s,
         "s3_server_cpu_s": meter.s3_cpu_s,
+        "samplers_cpu_s": round(meter.samplers_cpu_s, 2),  # the meters' own, left out of cpu_s
         "cpu_s_by_process": meter.by_process,
     }
 

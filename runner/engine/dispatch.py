@@ -32,7 +32,7 @@ from runner.engine.replacer import Replacement, ReplacerHandle
 from runner.engine.worker import RangeResult
 from runner.errors import RunnerError, WorkerLostError
 from runner.jobs.counters import ObjectCounts
-from runner.records.batching import Payload, PayloadRecords
+from runner.records.batching import ByteRange, Payload, PayloadRecords
 from runner.records.quarantine import BadRecord, error_text, is_record_error
 from runner.records.splitters import Splitter
 from runner.storage.s3 import S3Settings
@@ -110,19 +110,23 @@ class Dispatcher:
 
     # -- sending --
 
-    def submit(self, payload: Payload, preferred: int, tries: int = 1) -> Outstanding:
+    def submit(
+        self, payload: Payload, preferred: int, tries: int = 1, then: ByteRange | None = None
+    ) -> Outstanding:
+        """Send ``payload`` to the first usable worker from slot ``preferred`` on. ``then``: the range
+        that slot is sent next (a ranged payload's worker reads it meanwhile)."""
         slot = self._pick(preferred)
         if slot is None:
             raise WorkerLostError(
                 f"{self.name}: payload {payload.index}: no model worker of this instance is left to send it "
                 f"to ({len(self.workers)} lost){self._why()}"
             )
-        return self._send(payload, slot, tries)
+        return self._send(payload, slot, tries, then)
 
-    def _send(self, payload: Payload, slot: int, tries: int) -> Outstanding:
+    def _send(self, payload: Payload, slot: int, tries: int, then: ByteRange | None = None) -> Outstanding:
         handle = self.workers[slot]
         if payload.where is not None:  # the worker reads the bytes itself
-            ref = handle.transform_range.remote(payload.where, self.s3, self.name, payload.index)
+            ref = handle.transform_range.remote(payload.where, self.s3, self.name, payload.index, then)
         else:
             ref = handle.transform.remote(payload.data, self.name, payload.index, payload.record_count)
         return Outstanding(ref, payload, slot, handle, tries)

@@ -335,9 +335,11 @@ class ObjectTransform:
     ) -> None:
         """Every payload to a worker, at most ``max_in_flight`` outstanding; results written as they
         come back, so output starts early and memory stays bounded by payloads, not the object."""
+        upcoming: deque[Payload | Oversize] = deque()  # looked at for a ranged payload's ``then``
         while True:
             t1 = time.perf_counter()
-            p = next(payloads, None)
+            p = upcoming.popleft() if upcoming else next(payloads, None)
+            then = self._range_after(p, upcoming, payloads) if p is not None else None
             self.timings["read_split_s"] += time.perf_counter() - t1
             if p is None:
                 break
@@ -345,7 +347,7 @@ class ObjectTransform:
                 raise self._oversize(p, background)
             while len(self.window) >= self.settings.max_in_flight:
                 self._write_head(background)
-            self.window.append(self.dispatcher.submit(p, self.start + p.index))
+            self.window.append(self.dispatcher.submit(p, self.start + p.index, then=then))
             originals = self.processor.take(p.record_count) if self.processor is not None else []
             self.pending.append((originals, p.first_record, p.index))
             self.counts.records += p.record_count  # a ranged payload's are counted as it comes back
@@ -359,6 +361,22 @@ class ObjectTransform:
             self._write_head(background)
         if self.header:  # a header-only object: its output is the header alone
             background.add(self.header.pop())
+
+    def _range_after(
+        self,
+        p: Payload | Oversize,
+        upcoming: deque[Payload | Oversize],
+        payloads: Iterator[Payload | Oversize],
+    ) -> ByteRange | None:
+        """For a ranged payload, the range its worker is sent next: payloads go round the instance's
+        workers, so that is the one a worker count further on (None at the object's end)."""
+        if not isinstance(p, Payload) or p.where is None:
+            return None
+        n = len(self.dispatcher.workers)
+        while len(upcoming) < n and (q := next(payloads, None)) is not None:
+            upcoming.append(q)
+        q = upcoming[n - 1] if len(upcoming) >= n else None
+        return q.where if isinstance(q, Payload) else None
 
     def _write_head(self, background: InlineWriter | BackgroundWriter) -> None:
         """Write the oldest outstanding result (results are written in payload order)."""

@@ -136,7 +136,13 @@ class WorkerPool:
             if s is None:
                 out.append(replace(info, lost=True))
                 continue
-            worked = replace(info, payloads=s.payloads, busy_s=s.busy_s, server_restarts=s.server_restarts)
+            worked = replace(
+                info,
+                payloads=s.payloads,
+                busy_s=s.busy_s,
+                payloads_read_ahead=s.payloads_read_ahead,
+                server_restarts=s.server_restarts,
+            )
             if self._baseline is not None:
                 # A warm pool: this job's share of the counts; its model was loaded by an earlier job.
                 base = self._baseline[i]
@@ -144,6 +150,7 @@ class WorkerPool:
                     worked,
                     payloads=(s.payloads or 0) - (base.payloads or 0),
                     busy_s=round((s.busy_s or 0.0) - (base.busy_s or 0.0), 3),
+                    payloads_read_ahead=(s.payloads_read_ahead or 0) - (base.payloads_read_ahead or 0),
                     model_load_s=0.0,
                     warm=True,
                 )

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from runner.config import ModelRuntime
+from runner.engine.heap import keep_freed_memory
 from runner.engine.sizing import InstanceSizing
 from runner.errors import HandlerError
 from runner.jobs.counters import WorkerInfo
@@ -61,6 +63,10 @@ class ModelWorker:
         self.payloads = 0
         self.busy_s = 0.0
         self._record_delay_s = 0.0
+        # The next ranged payload's read, started while this one runs (transform_range's ``then``).
+        self._reader: ThreadPoolExecutor | None = None
+        self._ahead: tuple[ByteRange, Future[bytes]] | None = None
+        self.payloads_read_ahead = 0
 
     def setup(
         self,
@@ -73,6 +79,7 @@ class ModelWorker:
         runtime: RuntimeSettings | None = None,
     ) -> WorkerInfo:
         t0 = time.perf_counter()
+        keep_freed_memory()
         # Hooks (and a server process) read their settings from os.environ, as in a SageMaker
         # container; the thread count matches the worker's CPU share unless an Environment sets it.
         os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -111,12 +118,45 @@ class ModelWorker:
         assert self._handler is not None, "setup() first"
         return self._handler.execution_parameters()
 
-    def transform_range(self, where: ByteRange, s3: S3Settings | None, name: str, index: int) -> RangeResult:
+    def transform_range(
+        self,
+        where: ByteRange,
+        s3: S3Settings | None,
+        name: str,
+        index: int,
+        then: ByteRange | None = None,
+    ) -> RangeResult:
         """A ranged payload: its bytes read here, transformed, and its records counted (the object task
-        never sees its bytes)."""
-        data = storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
+        never sees its bytes). ``then``: the range this worker is sent next, read meanwhile on a thread
+        so that its bytes are here when its call starts instead of the model waiting on the GET."""
+        data = self._bytes_of(where, s3)
+        if then is not None:
+            self._read_ahead(then, s3)
         records = record_count(data, where.lines)
         return RangeResult(self.transform(data, name, index, records), records)
+
+    def _bytes_of(self, where: ByteRange, s3: S3Settings | None) -> bytes:
+        """``where``'s bytes: the read-ahead's if it read this range, else a read of its own. A hint
+        for another range (the object task sent this worker something else) is dropped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == where:
+            try:
+                data = ahead[1].result()
+            except Exception:  # read it again below: that read's error is the one raised
+                pass
+            else:
+                self.payloads_read_ahead += 1
+                return data
+        elif ahead is not None:
+            ahead[1].cancel()
+        return storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
+
+    def _read_ahead(self, where: ByteRange, s3: S3Settings | None) -> None:
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+        storage = storage_for(where.uri, s3)
+        future = self._reader.submit(storage.read_range, where.uri, where.start, where.end, where.etag)
+        self._ahead = (where, future)
 
     def transform(self, data: bytes, name: str, index: int, records: int = 1) -> bytes:
         t0 = time.perf_counter()
@@ -147,7 +187,12 @@ class ModelWorker:
     def stats(self) -> WorkerInfo:
         """What this worker has done since it started (only the counting members are set)."""
         restarts = self._server.restarts if self._server is not None else None
-        return WorkerInfo(payloads=self.payloads, busy_s=round(self.busy_s, 3), server_restarts=restarts)
+        return WorkerInfo(
+            payloads=self.payloads,
+            busy_s=round(self.busy_s, 3),
+            payloads_read_ahead=self.payloads_read_ahead,
+            server_restarts=restarts,
+        )
 
     def shutdown(self) -> None:
         """Stop the model server (a killed actor's server gets SIGTERM from the kernel anyway)."""

@@ -97,6 +97,8 @@ class WorkerInfo:
     # This job's share of the worker's work (a warm worker's earlier jobs are not counted).
     payloads: int | None = None
     busy_s: float | None = None
+    # Ranged payloads whose bytes the worker had read ahead while the one before ran.
+    payloads_read_ahead: int | None = None
     server_restarts: int | None = None
     lost: bool = False  # died during the job
     warm: bool = False  # kept from an earlier job: no start, no model_fn

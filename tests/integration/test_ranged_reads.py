@@ -75,6 +75,9 @@ def test_line_payloads_are_the_streamed_ones(bucket: Bucket, echo: dict[str, Any
     assert (r["records"], r["payloads"], r["bytes_in"]) == (s["records"], s["payloads"], s["bytes_in"])
     assert r["payload_reads"].startswith("ranged:") and r["objects_ranged"] == 1
     assert s["payload_reads"] == "streamed: --payload-reads stream" and s["objects_ranged"] == 0
+    # Each worker read its next payload's bytes while the one before ran: all but each one's first.
+    assert sum(w["payloads_read_ahead"] for w in r["workers"]) == r["payloads"] - len(r["workers"])
+    assert all(w["payloads_read_ahead"] == 0 for w in s["workers"])
 
 
 def test_objects_over_1_mib_are_ranged_and_the_default_streams(
