@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -23,8 +24,9 @@ import pytest
 
 from runner.config import PayloadReads, RunnerConfig
 from runner.engine.job import run_job
-from runner.jobs.store import TransformJobStatus
+from runner.jobs.store import JobStore, TransformJobStatus
 from runner.storage import storage_for
+from tests.cluster import _ray_env, _ray_tmpdir
 
 from .conftest import PeakRss, TreeMeter, write_bars_png
 
@@ -114,6 +116,70 @@ def test_baseline_single_process(benchmark: Any, workload: dict[str, Any]) -> No
     benchmark.extra_info.update(result)
 
 
+def _requests(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bundled request and model, pointed at this module's bucket."""
+    request = json.loads((ROOT / "models" / "mlp-onnx" / "job.json").read_text())
+    request["TransformJobName"] = name
+    request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/in/"
+    request["TransformOutput"]["S3OutputPath"] = f"s3://{BUCKET}/out"
+    model = json.loads((ROOT / "models" / "mlp-onnx" / "model.json").read_text())
+    model["PrimaryContainer"]["ModelDataUrl"] = f"s3://{BUCKET}/model/model.tar.gz"
+    return request, model
+
+
+def cli_run(workload: dict[str, Any], env: dict[str, str], way: str) -> dict[str, float]:
+    """One ``batch-transform run`` process over workload T, timed from its start to its exit."""
+    name = f"bench-t-cli-{way}-{int(time.time())}"
+    request, model = _requests(name)
+    work = Path(workload["home"]).parent
+    job_file, model_file = work / f"{name}.job.json", work / f"{name}.model.json"
+    job_file.write_text(json.dumps(request))
+    model_file.write_text(json.dumps(model))
+    home = workload["home"]
+    command = [sys.executable, "-m", "runner.cli", "--home", str(home), "run", str(job_file)]
+    command += ["--model", str(model_file), "--no-progress"]
+    t0, wall0 = time.perf_counter(), time.time()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    seconds = time.perf_counter() - t0
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = JobStore(RunnerConfig(home=home).store_path).get_job(name)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    assert record.describe()["x-runner"]["records"] == ROWS
+    assert record.transform_start_time is not None and record.transform_end_time is not None
+    return {
+        "rows_per_s": ROWS / seconds,
+        "seconds": seconds,
+        "to_workers_ready_s": record.transform_start_time - wall0,
+        "job_s": record.transform_end_time - record.transform_start_time,
+        "end_to_exit_s": wall0 + seconds - record.transform_end_time,
+    }
+
+
+@pytest.mark.parametrize("way", ["warm", "cold"])
+def test_cli_run(benchmark: Any, workload: dict[str, Any], way: str) -> None:
+    """``batch-transform run`` as a user types it: ``warm`` joins the Ray that ``batch-transform ray
+    up`` keeps on this machine (started before the measured run); ``cold`` starts and stops a Ray of
+    its own. Runs before the in-process jobs, while no other Ray is up."""
+    with _ray_tmpdir() as ray_tmp:
+        env = _ray_env(ray_tmp)
+        home = str(workload["home"])
+        if way == "warm":
+            up = [sys.executable, "-m", "runner.cli", "--home", home, "ray", "up"]
+            subprocess.run(up, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+        try:
+            result = benchmark.pedantic(cli_run, args=(workload, env, way), rounds=1)
+        finally:
+            if way == "warm":
+                down = [sys.executable, "-m", "runner.cli", "--home", home, "ray", "down"]
+                subprocess.run(down, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    RESULTS[f"cli_{way}"] = result
+    benchmark.extra_info.update(result)
+    if "baseline" in RESULTS:
+        ratio = result["rows_per_s"] / RESULTS["baseline"]["rows_per_s"]
+        benchmark.extra_info["ratio_vs_baseline"] = ratio
+        print(f"\nworkload T, batch-transform run ({way}): {json.dumps(result)}; wall ratio = {ratio:.3f}")
+
+
 @pytest.mark.parametrize("reads", ["stream", "ranged"])
 def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, reads: str) -> None:
     """``stream`` (the default): the object task reads the object and sends the workers the bytes;
@@ -122,12 +188,7 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, r
     key = "runner" if reads == "stream" else f"runner_{reads}"
 
     def job() -> dict[str, float]:
-        request = json.loads((ROOT / "models" / "mlp-onnx" / "job.json").read_text())
-        request["TransformJobName"] = f"bench-t-{n}-{int(time.time())}"
-        request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/in/"
-        request["TransformOutput"]["S3OutputPath"] = f"s3://{BUCKET}/out"
-        model = json.loads((ROOT / "models" / "mlp-onnx" / "model.json").read_text())
-        model["PrimaryContainer"]["ModelDataUrl"] = f"s3://{BUCKET}/model/model.tar.gz"
+        request, model = _requests(f"bench-t-{n}-{int(time.time())}")
         t0, wall0 = time.perf_counter(), time.time()
         config = RunnerConfig(home=workload["home"], payload_reads=PayloadReads(reads))
         record = run_job(request, config, model_request=model)
