@@ -313,13 +313,23 @@ def ray_start_cluster(
     dashboard: bool = False,
     client: bool = False,
     token: str | None = None,
+    autoscaler: Mapping[str, tuple[Mapping[str, float], int]] | None = None,
 ) -> Iterator[StartedCluster]:
     """``ray start --head`` with ``nodes[0]``, then ``ray start --address`` for each other node,
     stopped by pid when the block ends. ``dashboard``: serve the Jobs API; ``client``: serve Ray
-    Client; ``token``: require it (RAY_AUTH_MODE=token), else token authentication is off."""
+    Client; ``token``: require it (RAY_AUTH_MODE=token), else token authentication is off.
+    ``autoscaler``: the head runs Ray's own autoscaler, as the cluster launcher's head does, with these
+    worker node types (name -> (resources, max nodes)), on Ray's fake multi-node provider, which
+    starts a node as processes on this machine instead of a cloud instance."""
     with _ray_tmpdir() as ray_tmp:
         port = _free_port()
         head_args = ["--head", f"--port={port}", f"--num-cpus={nodes[0].num_cpus}", "--num-gpus=0"]
+        head_env: dict[str, str] = {}
+        if autoscaler is not None:
+            config = Path(ray_tmp) / "autoscaler.json"
+            config.write_text(json.dumps(_fake_autoscaler_config(port, nodes[0].num_cpus, autoscaler)))
+            head_args.append(f"--autoscaling-config={config}")
+            head_env = {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         dashboard_port = _free_port() if dashboard else None
         client_port = _free_port() if client else None
         head_args += (
@@ -346,7 +356,8 @@ def ray_start_cluster(
                 if node.resources:
                     args.append(f"--resources={json.dumps(dict(node.resources))}")
                 log_path = Path(ray_tmp) / f"node-{i}.log"
-                processes.append(_start_node(args, _node_env(ray_tmp, node, token), log_path))
+                env = {**_node_env(ray_tmp, node, token), **(head_env if i == 0 else {})}
+                processes.append(_start_node(args, env, log_path))
                 _wait_started(processes[-1], log_path, "head" if i == 0 else f"node {i}")
             started = StartedCluster(
                 gcs=f"127.0.0.1:{port}",
@@ -362,6 +373,65 @@ def ray_start_cluster(
         finally:
             for process in reversed(processes):
                 _stop_node(process)
+            if autoscaler is not None:
+                _kill_started_under(ray_tmp)
+
+
+def _fake_autoscaler_config(
+    port: int, head_cpus: int, node_types: Mapping[str, tuple[Mapping[str, float], int]]
+) -> dict[str, Any]:
+    """A cluster launcher config for Ray's fake multi-node provider: a head of ``head_cpus`` and
+    ``node_types`` starting at zero nodes."""
+    types: dict[str, Any] = {
+        "ray.head.default": {"resources": {"CPU": head_cpus}, "node_config": {}, "max_workers": 0}
+    }
+    for name, (resources, most) in node_types.items():
+        types[name] = {"resources": dict(resources), "node_config": {}, "min_workers": 0, "max_workers": most}
+    empty: dict[str, Any] = {key: [] for key in _LAUNCHER_LISTS}
+    return {
+        "cluster_name": "fake",
+        "max_workers": sum(most for _, most in node_types.values()),
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": f"127.0.0.1:{port}",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
+        "available_node_types": types,
+        "head_node_type": "ray.head.default",
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 5,
+        "docker": {},
+        "file_mounts": {},
+        "file_mounts_sync_continuously": False,
+        "auth": {"ssh_user": "ubuntu"},
+        **empty,
+    }
+
+
+_LAUNCHER_LISTS = (
+    "initialization_commands",
+    "setup_commands",
+    "head_setup_commands",
+    "worker_setup_commands",
+    "head_start_ray_commands",
+    "worker_start_ray_commands",
+    "cluster_synced_files",
+    "rsync_exclude",
+    "rsync_filter",
+)
+
+
+def _kill_started_under(ray_tmp: str) -> None:
+    """Kill, by pid, what is left running from ``ray_tmp``: the fake provider's nodes are started by
+    the head's autoscaler in sessions of their own and outlive the head."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(ray_tmp in part for part in p.info["cmdline"] or ()):
+                p.kill()
 
 
 @contextmanager

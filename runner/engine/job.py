@@ -4,6 +4,7 @@ object -> record the outcome. The driver only schedules; bytes flow between Ray 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -628,21 +629,54 @@ AUTOSCALER_WAIT_S = 600.0  # default wait for an autoscaler's nodes: cloud machi
 NODES_POLL_S = 1.0
 
 
-def autoscaler_node_groups() -> list[NodeGroup] | None:
-    """The node types this cluster's autoscaler can start (KubeRay's, the cluster launcher's), or None
-    where no autoscaler has published its configuration."""
+# Ray's monitor on the head (monitor.py) rewrites this report every few seconds while it runs; one
+# older than this is left from a monitor that has stopped.
+AUTOSCALER_STATUS_KEY = "__autoscaling_status"
+AUTOSCALER_STATUS_FRESH_S = 60.0
+
+
+@dataclass(frozen=True)
+class Autoscaler:
+    """An autoscaler running on the joined cluster, and the node types it can start: None where it
+    does not publish them (Ray's own autoscaler as the cluster launcher runs it reports its status
+    but not its node types' shapes)."""
+
+    groups: list[NodeGroup] | None
+
+
+def find_autoscaler() -> Autoscaler | None:
+    """The cluster's autoscaler: one that publishes its node types (KubeRay's, the v2 autoscaler),
+    else one whose status report is fresh (the launcher's); None where neither is seen."""
     try:
         from ray._private.state import state
 
         config = state.get_cluster_config()
     except Exception:  # a Ray without it, or Ray Client
+        config = None
+    if config is not None and config.node_group_configs:
+        return Autoscaler(
+            [
+                NodeGroup(g.name, {k: float(v) for k, v in g.resources.items()}, int(g.max_count))
+                for g in config.node_group_configs
+            ]
+        )
+    try:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get(AUTOSCALER_STATUS_KEY)
+        status = json.loads(raw) if raw else {}
+        reported = float(status.get("time", 0.0))
+    except Exception:  # a report of another shape, or Ray Client
         return None
-    if config is None or not config.node_group_configs:
+    if time.time() - reported > AUTOSCALER_STATUS_FRESH_S:
         return None
-    return [
-        NodeGroup(g.name, {k: float(v) for k, v in g.resources.items()}, int(g.max_count))
-        for g in config.node_group_configs
-    ]
+    # Every `ray start --head` runs a monitor; without an autoscaling config its provider is read-only
+    # and names each node's type after the node itself. One that can start nodes names the types of
+    # its config (the launcher's, KubeRay's groups).
+    mapping = (status.get("autoscaler_report") or {}).get("node_type_mapping") or {}
+    if not any(kind != f"node_{node}" for node, kind in mapping.items()):
+        return None
+    return Autoscaler(None)
 
 
 def await_room(
@@ -665,14 +699,14 @@ def await_room(
         check_fits(instance_type, count, sizing, alive())
         return
     except WorkerStartupError as not_yet:
-        groups = autoscaler_node_groups()
+        autoscaler = find_autoscaler()
         wait_s = config.wait_for_nodes_s
         if wait_s is None:
-            wait_s = AUTOSCALER_WAIT_S if groups is not None else 0.0
+            wait_s = AUTOSCALER_WAIT_S if autoscaler is not None else 0.0
         if wait_s <= 0:
             raise
-        if groups is not None:
-            problem = never_fits(instance_type, count, sizing, groups)
+        if autoscaler is not None and autoscaler.groups is not None:
+            problem = never_fits(instance_type, count, sizing, autoscaler.groups)
             if problem is not None:
                 raise WorkerStartupError(problem) from None
         missing = str(not_yet)
@@ -682,7 +716,7 @@ def await_room(
     request_resources(bundles=bundles)  # an autoscaler starts nodes for them; without one, nothing
     waiting = (
         f"{count} x {instance_type} on nodes not there yet (asked the autoscaler for them)"
-        if groups is not None
+        if autoscaler is not None
         else f"{count} x {instance_type} on nodes not there yet (--wait-for-nodes)"
     )
     on_note(f"waiting up to {wait_s:g}s for the cluster to grow: {missing}")

@@ -130,3 +130,23 @@ def test_a_node_that_joins_during_the_wait_runs_the_job(
     assert record.status is TransformJobStatus.COMPLETED
     assert record.counters is not None and record.counters.waiting_for_nodes is None
     assert bucket.get("out/a.csv.out") == b"3\n7\n"
+
+
+def test_ray_s_autoscaler_starts_the_node_the_job_waits_for(
+    s3_server: Any, bucket: Bucket, tmp_path: Path
+) -> None:
+    """No --wait-for-nodes: the head runs Ray's own autoscaler, as the cluster launcher's head does
+    (its node type starts at zero nodes). The job sees the autoscaler, asks it for the instance's node,
+    the autoscaler starts one and the job runs on it."""
+    with ray_start_cluster([RayNode(1)], autoscaler={"cpu2": ({"CPU": 2}, 1)}) as cluster:
+        request, model = requests(bucket, tmp_path, "autoscaled")
+        done = run_cli_with(
+            request, model, tmp_path, tmp_path / "home", driver_env(cluster), "--ray-address", cluster.gcs
+        )
+        assert done.returncode == 0, done.output
+        nodes = JobStore(RunnerConfig(home=tmp_path / "home").store_path).get_job("autoscaled").describe()
+    assert "waiting up to 600s for the cluster to grow" in done.output, done.output
+    assert "the cluster grew in" in done.output, done.output
+    assert bucket.get("out/a.csv.out") == b"3\n7\n"
+    # The instance ran on the node the autoscaler started, not on the 1-CPU head.
+    assert [n["cpus"] for n in nodes["x-runner"]["nodes"]] == [2.0], nodes["x-runner"]["nodes"]
