@@ -118,13 +118,9 @@ def test_baseline_single_process(benchmark: Any, workload: dict[str, Any]) -> No
 
 def _requests(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The bundled request and model, pointed at this module's bucket."""
-    request = json.loads((ROOT / "models" / "mlp-onnx" / "job.json").read_text())
-    request["TransformJobName"] = name
-    request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = f"s3://{BUCKET}/in/"
-    request["TransformOutput"]["S3OutputPath"] = f"s3://{BUCKET}/out"
-    model = json.loads((ROOT / "models" / "mlp-onnx" / "model.json").read_text())
-    model["PrimaryContainer"]["ModelDataUrl"] = f"s3://{BUCKET}/model/model.tar.gz"
-    return request, model
+    from .test_small_objects import mlp_requests  # here: that module imports this one
+
+    return mlp_requests(BUCKET, name, "in/", "out")
 
 
 def cli_run(workload: dict[str, Any], env: dict[str, str], way: str) -> dict[str, float]:
