@@ -83,8 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     finally:
         view.close()
-        # Now rather than from Ray's exit hook, which took ~1 s longer to let the process end.
-        shutdown_ray()
+        if args.whole_process:
+            # Now rather than in Ray's exit hook, which took ~1 s longer to let the process end.
+            shutdown_ray()
     if args.json:
         engine = {"engine": "ray", **({"fallback": fallback.reason} if fallback is not None else {})}
         return _print_json_outcome(record, engine)
@@ -524,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: a Jobs API run passes it on
+    # The command is this process (``batch-transform``, ``python -m runner.cli``), which ends with it;
+    # a caller passing argv (tests, scripts) may go on using the Ray the command joined.
+    args.whole_process = argv is None
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
