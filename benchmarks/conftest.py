@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -14,7 +17,12 @@ from typing import Any
 import psutil
 import pytest
 
+from runner.config import RunnerConfig
+from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
 from tests.conftest import s3_server  # noqa: F401  (a fixture, used by name)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI_TIMEOUT_S = 600.0
 
 
 @pytest.fixture(scope="session")
@@ -198,3 +206,39 @@ class TreeMeter:
             if v >= 0.05:
                 name = self._names.get(pid, "?") + (" (started meanwhile)" if pid in self.started else "")
                 self.by_process[name] = round(self.by_process.get(name, 0.0) + v, 2)
+
+
+def cli_job(
+    request: Mapping[str, Any],
+    model: Mapping[str, Any],
+    work: Path,
+    home: Path,
+    env: Mapping[str, str],
+    *flags: str,
+) -> tuple[float, float, JobRecord]:
+    """One ``batch-transform run`` process, as a user types it: (seconds from its start to its exit,
+    the wall clock at its start, the job's record, checked Completed)."""
+    name = str(request["TransformJobName"])
+    job_file, model_file = work / f"{name}.job.json", work / f"{name}.model.json"
+    job_file.write_text(json.dumps(request))
+    model_file.write_text(json.dumps(model))
+    command = [sys.executable, "-m", "runner.cli", "--home", str(home), "run", str(job_file)]
+    command += ["--model", str(model_file), "--no-progress", *flags]
+    t0, wall0 = time.perf_counter(), time.time()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=CLI_TIMEOUT_S)
+    seconds = time.perf_counter() - t0
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = JobStore(RunnerConfig(home=home).store_path).get_job(name)
+    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    return seconds, wall0, record
+
+
+@contextlib.contextmanager
+def machine_ray(home: Path, env: Mapping[str, str]) -> Iterator[None]:
+    """``batch-transform ray up`` for the block, then ``ray down``."""
+    cli = [sys.executable, "-m", "runner.cli", "--home", str(home), "ray"]
+    subprocess.run([*cli, "up"], env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    try:
+        yield
+    finally:
+        subprocess.run([*cli, "down"], env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)

@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.config import RunnerConfig
-from runner.jobs.store import JobStore, TransformJobStatus
 from tests.cluster import RayNode, _ray_env, _ray_tmpdir, driver_env, ray_start_cluster
 
+from .conftest import cli_job, machine_ray
 from .test_small_objects import ROWS_PER_OBJECT, mlp_requests, put_model, put_small_objects
-from .test_workload_t import ROOT
 
 OBJECTS = int(os.environ.get("BENCH_STARTUP_OBJECTS", "20"))
 ROUNDS = int(os.environ.get("BENCH_STARTUP_ROUNDS", "2"))
 BUCKET = "bench-startup"
-TIMEOUT_S = 600.0
 RESULTS: dict[str, dict[str, float]] = {}
 
 pytestmark = pytest.mark.timeout(1800)
@@ -54,18 +49,7 @@ def run(work: Path, way: str, env: dict[str, str], *flags: str) -> dict[str, flo
     name = f"startup-{way}-{time.time_ns()}"
     request, model = mlp_requests(BUCKET, name, "in/", f"out-{name}")
     request["TransformResources"]["InstanceType"] = "ml.m5.large"  # fits the cluster's 2-CPU node
-    job_file, model_file = work / f"{name}.job.json", work / f"{name}.model.json"
-    job_file.write_text(json.dumps(request))
-    model_file.write_text(json.dumps(model))
-    home = work / "home"
-    command = [sys.executable, "-m", "runner.cli", "--home", str(home), "run", str(job_file)]
-    command += ["--model", str(model_file), "--no-progress", *flags]
-    t0, wall0 = time.perf_counter(), time.time()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=TIMEOUT_S)
-    seconds = time.perf_counter() - t0
-    assert done.returncode == 0, done.stdout + done.stderr
-    record = JobStore(RunnerConfig(home=home).store_path).get_job(name)
-    assert record.status is TransformJobStatus.COMPLETED
+    seconds, wall0, record = cli_job(request, model, work, work / "home", env, *flags)
     counters = record.describe()["x-runner"]
     assert (counters["objects_done"], counters["records"]) == (OBJECTS, OBJECTS * ROWS_PER_OBJECT)
     assert record.transform_start_time is not None
@@ -96,16 +80,10 @@ def test_cold(benchmark: Any, work: Path) -> None:
 
 
 def test_warm_local(benchmark: Any, work: Path) -> None:
-    home = work / "ray-up-home"
     with _ray_tmpdir() as ray_tmp:
         env = _ray_env(ray_tmp)
-        up = [sys.executable, "-m", "runner.cli", "--home", str(home), "ray", "up"]
-        subprocess.run(up, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
-        try:
+        with machine_ray(work / "ray-up-home", env):
             best_of(benchmark, "warm_local", lambda: run(work, "warm-local", env))
-        finally:
-            down = [sys.executable, "-m", "runner.cli", "--home", str(home), "ray", "down"]
-            subprocess.run(down, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
 
 
 def test_cluster(benchmark: Any, work: Path) -> None:

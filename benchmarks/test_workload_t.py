@@ -9,10 +9,10 @@ Reported: rows/s of both and the ratio, time to the first output byte, peak RSS 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import time
@@ -24,13 +24,12 @@ import pytest
 
 from runner.config import PayloadReads, RunnerConfig
 from runner.engine.job import run_job
-from runner.jobs.store import JobStore, TransformJobStatus
+from runner.jobs.store import TransformJobStatus
 from runner.storage import storage_for
 from tests.cluster import _ray_env, _ray_tmpdir
 
-from .conftest import PeakRss, TreeMeter, write_bars_png
+from .conftest import ROOT, PeakRss, TreeMeter, cli_job, machine_ray, write_bars_png
 
-ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("BENCH_T_ROWS", "2000000"))
 BUCKET = "bench-t"
 RESULTS: dict[str, dict[str, Any]] = {}
@@ -125,21 +124,9 @@ def _requests(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def cli_run(workload: dict[str, Any], env: dict[str, str], way: str) -> dict[str, float]:
     """One ``batch-transform run`` process over workload T, timed from its start to its exit."""
-    name = f"bench-t-cli-{way}-{int(time.time())}"
-    request, model = _requests(name)
-    work = Path(workload["home"]).parent
-    job_file, model_file = work / f"{name}.job.json", work / f"{name}.model.json"
-    job_file.write_text(json.dumps(request))
-    model_file.write_text(json.dumps(model))
+    request, model = _requests(f"bench-t-cli-{way}-{int(time.time())}")
     home = workload["home"]
-    command = [sys.executable, "-m", "runner.cli", "--home", str(home), "run", str(job_file)]
-    command += ["--model", str(model_file), "--no-progress"]
-    t0, wall0 = time.perf_counter(), time.time()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    seconds = time.perf_counter() - t0
-    assert done.returncode == 0, done.stdout + done.stderr
-    record = JobStore(RunnerConfig(home=home).store_path).get_job(name)
-    assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+    seconds, wall0, record = cli_job(request, model, Path(home).parent, home, env)
     assert record.describe()["x-runner"]["records"] == ROWS
     assert record.transform_start_time is not None and record.transform_end_time is not None
     return {
@@ -158,16 +145,9 @@ def test_cli_run(benchmark: Any, workload: dict[str, Any], way: str) -> None:
     its own. Runs before the in-process jobs, while no other Ray is up."""
     with _ray_tmpdir() as ray_tmp:
         env = _ray_env(ray_tmp)
-        home = str(workload["home"])
-        if way == "warm":
-            up = [sys.executable, "-m", "runner.cli", "--home", home, "ray", "up"]
-            subprocess.run(up, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
-        try:
+        kept = machine_ray(workload["home"], env) if way == "warm" else contextlib.nullcontext()
+        with kept:
             result = benchmark.pedantic(cli_run, args=(workload, env, way), rounds=1)
-        finally:
-            if way == "warm":
-                down = [sys.executable, "-m", "runner.cli", "--home", home, "ray", "down"]
-                subprocess.run(down, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
     RESULTS[f"cli_{way}"] = result
     benchmark.extra_info.update(result)
     if "baseline" in RESULTS:

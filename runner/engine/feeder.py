@@ -339,7 +339,7 @@ class ObjectTransform:
         while True:
             t1 = time.perf_counter()
             p = upcoming.popleft() if upcoming else next(payloads, None)
-            then = self._range_after(p, upcoming, payloads) if p is not None else None
+            then = self._range_after(p, upcoming, payloads)
             self.timings["read_split_s"] += time.perf_counter() - t1
             if p is None:
                 break
@@ -364,7 +364,7 @@ class ObjectTransform:
 
     def _range_after(
         self,
-        p: Payload | Oversize,
+        p: Payload | Oversize | None,
         upcoming: deque[Payload | Oversize],
         payloads: Iterator[Payload | Oversize],
     ) -> ByteRange | None:

@@ -51,6 +51,11 @@ class RangeResult:
     records: int
 
 
+def _read(where: ByteRange, s3: S3Settings | None) -> bytes:
+    """A ranged payload's bytes, pinned to its object's ETag."""
+    return storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
+
+
 class ModelWorker:
     """One model server process. ``setup`` does the loading so its errors reach the caller intact
     (an exception in an actor's constructor only says that the actor died)."""
@@ -149,14 +154,12 @@ class ModelWorker:
                 return data
         elif ahead is not None:
             ahead[1].cancel()
-        return storage_for(where.uri, s3).read_range(where.uri, where.start, where.end, where.etag)
+        return _read(where, s3)
 
     def _read_ahead(self, where: ByteRange, s3: S3Settings | None) -> None:
         if self._reader is None:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        storage = storage_for(where.uri, s3)
-        future = self._reader.submit(storage.read_range, where.uri, where.start, where.end, where.etag)
-        self._ahead = (where, future)
+        self._ahead = (where, self._reader.submit(_read, where, s3))
 
     def transform(self, data: bytes, name: str, index: int, records: int = 1) -> bytes:
         t0 = time.perf_counter()
