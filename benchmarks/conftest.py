@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 
 from runner.config import RunnerConfig
 from runner.jobs.store import JobRecord, JobStore, TransformJobStatus
+from tests.cluster import run_cli_with
 from tests.conftest import s3_server  # noqa: F401  (a fixture, used by name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,21 +216,14 @@ def cli_job(
     env: Mapping[str, str],
     *flags: str,
 ) -> tuple[float, float, JobRecord]:
-    """One ``batch-transform run`` process, as a user types it: (seconds from its start to its exit,
-    the wall clock at its start, the job's record, checked Completed)."""
-    name = str(request["TransformJobName"])
-    job_file, model_file = work / f"{name}.job.json", work / f"{name}.model.json"
-    job_file.write_text(json.dumps(request))
-    model_file.write_text(json.dumps(model))
-    command = [sys.executable, "-m", "runner.cli", "--home", str(home), "run", str(job_file)]
-    command += ["--model", str(model_file), "--no-progress", *flags]
-    t0, wall0 = time.perf_counter(), time.time()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=CLI_TIMEOUT_S)
-    seconds = time.perf_counter() - t0
-    assert done.returncode == 0, done.stdout + done.stderr
-    record = JobStore(RunnerConfig(home=home).store_path).get_job(name)
+    """One ``batch-transform run`` process, as a user types it (``tests/cluster.py`` ``run_cli_with``):
+    (seconds from its start to its exit, the wall clock at its start, the job's record, Completed)."""
+    wall0 = time.time()
+    done = run_cli_with(request, model, work, home, env, *flags, timeout_s=CLI_TIMEOUT_S)
+    assert done.returncode == 0, done.output
+    record = JobStore(RunnerConfig(home=home).store_path).get_job(str(request["TransformJobName"]))
     assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
-    return seconds, wall0, record
+    return done.seconds, wall0, record
 
 
 @contextlib.contextmanager
