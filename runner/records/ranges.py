@@ -22,6 +22,7 @@ from runner.contract.spec import BatchStrategy, CompressionType, SplitType
 from runner.errors import RecordFormatError
 from runner.records.batching import ByteRange
 from runner.records.payloads import Packing
+from runner.records.splitters.line import count_newlines
 
 # The first window read before a boundary; doubled while it holds no newline. Lines are rarely
 # longer, and a window costs one small GET whatever its size up to here.
@@ -68,7 +69,7 @@ def record_count(data: bytes, lines: bool) -> int:
         return 1
     if not data:
         return 0
-    n = data.count(NEWLINE)
+    n = count_newlines(data)
     return n if data.endswith(NEWLINE) else n + 1
 
 

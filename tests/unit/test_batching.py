@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from runner.contract.spec import BatchStrategy, SplitType
 from runner.errors import RecordFormatError
 from runner.records.batching import MIB, pack, pack_whole
+from runner.records.ranges import record_count
 from runner.records.splitters import greedy_end_by_records, splitter_for
 
 LINE = splitter_for(SplitType.LINE)
@@ -87,6 +88,23 @@ def test_record_exactly_at_the_limit_fits() -> None:
         payloads(data, BatchStrategy.MULTI_RECORD, 9)
     with pytest.raises(RecordFormatError, match="record 4 at byte 8 is 10 bytes"):
         payloads(b"a\n" * 4 + data[10:], BatchStrategy.SINGLE_RECORD, 9)
+
+
+@given(st.lists(st.sampled_from([b"", b"x", b"1.5,2.5", b"\r", b"q" * 300]), min_size=1, max_size=60))
+@settings(max_examples=30, deadline=None)
+def test_large_payloads_count_their_records(kinds: list[bytes]) -> None:
+    """Payloads of hundreds of KiB (counted by the vectorised path) hold exactly their lines, blank
+    lines and a final line without a newline included."""
+    records = [k * 997 + b"\n" for k in kinds]
+    records[-1] = records[-1].rstrip(b"\n") or b"tail"
+    data = b"".join(records)
+    got = list(
+        pack(chunked(data, 70_001), splitter_for(SplitType.LINE), BatchStrategy.MULTI_RECORD, 1 * MIB, "x", 1)
+    )
+    assert b"".join(p.data for p in got) == data
+    assert [p.record_count for p in got] == [p.data.count(b"\n") + (not p.data.endswith(b"\n")) for p in got]
+    assert [record_count(p.data, True) for p in got] == [p.record_count for p in got]  # a ranged worker's
+    assert sum(p.record_count for p in got) == len(records)
 
 
 def test_no_cap_sends_the_whole_object() -> None:
