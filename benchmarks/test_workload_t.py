@@ -24,6 +24,7 @@ import pytest
 
 from runner.config import PayloadReads, RunnerConfig
 from runner.engine.job import run_job
+from runner.engine.warm import WARM_POOLS
 from runner.jobs.store import TransformJobStatus
 from runner.storage import storage_for
 from tests.cluster import _ray_env, _ray_tmpdir
@@ -156,22 +157,35 @@ def test_cli_run(benchmark: Any, workload: dict[str, Any], way: str) -> None:
         print(f"\nworkload T, batch-transform run ({way}): {json.dumps(result)}; wall ratio = {ratio:.3f}")
 
 
-@pytest.mark.parametrize("reads", ["stream", "ranged"])
-def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, reads: str) -> None:
+WARM_POOL_S = 120.0  # long enough for the measured job to find the primed pool
+
+
+@pytest.mark.parametrize("way", ["stream", "ranged", "warm-pool"])
+def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, way: str) -> None:
     """``stream`` (the default): the object task reads the object and sends the workers the bytes;
-    ``ranged``: the workers read their payloads' bytes themselves (runner/records/ranges.py)."""
+    ``ranged``: the workers read their payloads' bytes themselves (runner/records/ranges.py);
+    ``warm-pool``: streamed, a repeat job of the same model in the same process as ``serve`` runs
+    it (``--warm-pool-seconds``): an unmeasured job first, whose workers the measured job takes."""
     n = len(RESULTS) + 1
-    key = "runner" if reads == "stream" else f"runner_{reads}"
+    key = {"stream": "runner", "ranged": "runner_ranged", "warm-pool": "runner_warm_pool"}[way]
+    reads = PayloadReads.RANGED if way == "ranged" else PayloadReads.STREAM
+    warm_s = WARM_POOL_S if way == "warm-pool" else 0.0
+
+    def one_job(name: str) -> Any:
+        request, model = _requests(name)
+        config = RunnerConfig(home=workload["home"], payload_reads=reads, warm_pool_s=warm_s)
+        record = run_job(request, config, model_request=model)
+        assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
+        return record
 
     def job() -> dict[str, float]:
-        request, model = _requests(f"bench-t-{n}-{int(time.time())}")
         t0, wall0 = time.perf_counter(), time.time()
-        config = RunnerConfig(home=workload["home"], payload_reads=PayloadReads(reads))
-        record = run_job(request, config, model_request=model)
+        record = one_job(f"bench-t-{n}-{int(time.time())}")
         elapsed = time.perf_counter() - t0
-        assert record.status is TransformJobStatus.COMPLETED, record.failure_reason
         counters = record.describe()["x-runner"]
         assert counters["records"] == ROWS
+        if warm_s:
+            assert all(w["warm"] for w in counters["workers"]), "no primed pool taken"
         busy = record.transform_end_time - record.transform_start_time
         RESULTS[f"{key}_detail"] = {"feeder_s": counters["feeder_s"], "workers": counters["workers"]}
         return {
@@ -183,8 +197,13 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, r
             "first_output_s": record.transform_start_time - wall0 + counters.get("first_output_s", 0.0),
         }
 
-    with PeakRss() as rss, TreeMeter() as meter:
-        result = benchmark.pedantic(job, rounds=1)
+    try:
+        if warm_s:
+            one_job(f"bench-t-{n}-prime-{int(time.time())}")
+        with PeakRss() as rss, TreeMeter() as meter:
+            result = benchmark.pedantic(job, rounds=1)
+    finally:
+        WARM_POOLS.release_all()  # the next test starts its own workers
     result.update(_usage(rss, meter))
     RESULTS[key] = result
     benchmark.extra_info.update(result)
@@ -194,7 +213,7 @@ def test_runner_job(benchmark: Any, workload: dict[str, Any], ray_bench: None, r
         print(
             f"\nworkload T, {ROWS} rows: {json.dumps(RESULTS, indent=1)}\nratio {key}/baseline = {ratio:.3f}"
         )
-    if "baseline" in RESULTS and reads == "stream":
+    if "baseline" in RESULTS and way == "stream":
         write_bars_png(
             Path(__file__).parent / "throughput.png",
             {"baseline (1 process)": RESULTS["baseline"]["rows_per_s"], "runner": result["rows_per_s"]},
