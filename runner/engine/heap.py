@@ -10,10 +10,10 @@ next payload). Setting it also freezes glibc's mmap threshold where it stands, a
 threshold is mmapped afresh each time, whatever the pad: at the default 128 KiB every payload-sized
 buffer was, and one of workload T's two workers took ~75,000 page faults a job where the other, whose
 threshold had grown before, took ~2,000. So the threshold is set too, to glibc's ceiling for it
-(32 MiB): buffers up to that come from the heap and reuse its pages.
-On workload T (benchmarks/RESULTS.md) the two workers used ~0.45 CPU-s less with it;
-the object task used more (its payload buffers are in Ray's object store, not the heap), so only the
-workers set it. Only glibc has it; elsewhere this does nothing.
+(32 MiB): buffers up to that come from the heap and reuse its pages. On workload T
+(benchmarks/RESULTS.md) the two workers used ~0.45 CPU-s less with the pad. The object task gained
+nothing measurable (its payloads live in Ray's object store, not its heap), so only the workers set
+it. Only glibc has it; elsewhere this does nothing.
 """
 
 from __future__ import annotations
